@@ -1,0 +1,43 @@
+/**
+ * Buffer-store fetch protocol (docs/protocol.md §4): plain HTTP/1.1, the signed descriptor in the
+ * path. curl, stock proxies and any HTTP client can fetch; undici pools and pipelines it.
+ *
+ *   GET    /odb/v1/payload/<descriptor>   the descriptor's bytes; `Range: bytes=a-b` is relative
+ *                                          to the descriptor's range; `odb-release: complete`
+ *                                          releases the payload once every byte was sent
+ *   DELETE /odb/v1/payload/<descriptor>   release now (204)
+ *   GET    /odb/v1/ping                   liveness and store counters (JSON)
+ *
+ * Errors: an HTTP status, the stable code in `odb-error`, and a JSON body {code, message}.
+ */
+import type { OdbErrorCode } from '../errors.js';
+
+export const payloadPathPrefix = '/odb/v1/payload/';
+export const pingPath = '/odb/v1/ping';
+/** Request header asking the store to release the payload after a complete fetch. */
+export const releaseHeader = 'odb-release';
+export const releaseOnComplete = 'complete';
+/** Response header carrying the stable error code. */
+export const errorHeader = 'odb-error';
+
+const statusByCode: Partial<Record<OdbErrorCode, number>> = {
+  ODB_ERR_BAD_DESCRIPTOR: 400,
+  ODB_ERR_BAD_MAC: 403,
+  ODB_ERR_UNKNOWN_KEY: 403,
+  ODB_ERR_NOT_FOUND: 404,
+  ODB_ERR_SOURCE_CHANGED: 409,
+  ODB_ERR_EXPIRED: 410,
+  ODB_ERR_OUT_OF_RANGE: 416,
+  ODB_ERR_PAYLOAD_FAILED: 500,
+  ODB_ERR_BUSY: 503,
+};
+
+/** HTTP status a store answers with for an error code (500 for codes it does not expect). */
+export function statusForError(code: OdbErrorCode): number {
+  return statusByCode[code] ?? 500;
+}
+
+/** The path that fetches or releases the payload named by a descriptor's text form. */
+export function payloadPath(descriptorText: string): string {
+  return payloadPathPrefix + descriptorText;
+}
