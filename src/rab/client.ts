@@ -1,0 +1,251 @@
+import type { Socket } from 'node:net';
+import { Writable } from 'node:stream';
+import { observedConnector } from '../http/connector.js';
+import { ResponseSink } from '../http/response-sink.js';
+import { Pool } from 'undici';
+import { OdbError, errorCodes, type OdbErrorCode } from '../errors.js';
+import { descriptorToText, type Descriptor } from '../protocol/descriptor.js';
+import {
+  errorHeader,
+  payloadPath,
+  pingPath,
+  releaseHeader,
+  releaseOnComplete,
+} from '../protocol/store-rpc.js';
+
+/** Options of a {@link StoreClient}. */
+export interface StoreClientOptions {
+  /** Budget for connecting and receiving the store's response head, in ms. Default 5000. */
+  readonly fetchTimeoutMs?: number;
+  /** Longest pause between body bytes before the fetch fails, in ms. Default 30 000. */
+  readonly idleTimeoutMs?: number;
+  /** Pooled connections per store endpoint. Default 32. */
+  readonly connectionsPerStore?: number;
+  /** Requests in flight per connection (HTTP/1.1 pipelining). Default 1. */
+  readonly pipelining?: number;
+  /** Called with every new store connection (for byte counters). */
+  readonly onSocket?: (socket: Socket) => void;
+}
+
+/** Counters of a fetch client; exposed as metrics. */
+export interface StoreClientStats {
+  fetches: number;
+  fetchedBytes: number;
+  failures: Partial<Record<OdbErrorCode, number>>;
+}
+
+/**
+ * Where a fetch delivers. `start` is called once the store has accepted the fetch (so errors
+ * before it can still be answered cleanly); the returned writable receives every byte and is
+ * ended on success or destroyed on failure.
+ */
+export interface FetchTarget {
+  start(length: number | undefined): Writable;
+}
+
+/** Fetch options. */
+export interface FetchOptions {
+  /** Ask the store to release the payload once every byte was sent. */
+  readonly releaseOnComplete?: boolean;
+  /** Aborts the fetch (e.g. the client went away). */
+  readonly signal?: AbortSignal;
+}
+
+const unreachableCodes = new Set([
+  'ECONNREFUSED',
+  'ENOTFOUND',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'EAI_AGAIN',
+  'UND_ERR_CONNECT_TIMEOUT',
+]);
+const timeoutCodes = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT']);
+
+/**
+ * The pooled fetch client: one undici pool per store endpoint, bytes streamed straight into the
+ * destination with backpressure, never a whole payload in memory.
+ */
+export class StoreClient {
+  readonly stats: StoreClientStats = { fetches: 0, fetchedBytes: 0, failures: {} };
+  readonly #fetchTimeoutMs: number;
+  readonly #idleTimeoutMs: number;
+  readonly #connections: number;
+  readonly #pipelining: number;
+  readonly #onSocket: ((socket: Socket) => void) | undefined;
+  readonly #pools = new Map<string, Pool>();
+
+  constructor(options: StoreClientOptions = {}) {
+    this.#fetchTimeoutMs = options.fetchTimeoutMs ?? 5000;
+    this.#idleTimeoutMs = options.idleTimeoutMs ?? 30_000;
+    this.#connections = options.connectionsPerStore ?? 32;
+    this.#pipelining = options.pipelining ?? 1;
+    this.#onSocket = options.onSocket;
+  }
+
+  #pool(endpoint: string): Pool {
+    let pool = this.#pools.get(endpoint);
+    if (!pool) {
+      pool = new Pool(`http://${endpoint}`, {
+        connections: this.#connections,
+        pipelining: this.#pipelining,
+        connect: observedConnector(this.#fetchTimeoutMs, this.#onSocket),
+        headersTimeout: this.#fetchTimeoutMs,
+        bodyTimeout: this.#idleTimeoutMs,
+        keepAliveTimeout: 30_000,
+      });
+      this.#pools.set(endpoint, pool);
+    }
+    return pool;
+  }
+
+  /**
+   * Streams the descriptor's range into `target`. Resolves with the byte count once the target
+   * was ended; rejects with an OdbError (the target, if started, was destroyed).
+   */
+  fetch(descriptor: Descriptor, target: FetchTarget, options: FetchOptions = {}): Promise<number> {
+    this.stats.fetches++;
+    const expected = descriptor.open ? undefined : descriptor.length;
+    return new Promise<number>((resolve, reject) => {
+      let refusal: Promise<OdbError> | undefined;
+      let timedOut: 'connecting' | 'waiting' | undefined;
+      // One budget for connecting and the response head; the body has its own idle timeout.
+      const timer = setTimeout(() => {
+        timedOut = sink.requestSent ? 'waiting' : 'connecting';
+        sink.abort(new Error(`no response head within ${this.#fetchTimeoutMs} ms`));
+      }, this.#fetchTimeoutMs);
+      const onCallerAbort = (): void => sink.abort(new Error('fetch aborted by its caller'));
+      options.signal?.addEventListener('abort', onCallerAbort, { once: true });
+      const sink: ResponseSink = new ResponseSink({
+        onHead: (statusCode, headers) => {
+          clearTimeout(timer);
+          if (statusCode !== 200) {
+            const body = collect();
+            refusal = body.text.then((text) =>
+              refusalError(statusCode, headers[errorHeader], text),
+            );
+            return body.writable;
+          }
+          const length = headers['content-length'];
+          if (expected !== undefined && Number(length) !== expected) {
+            throw new OdbError(
+              'ODB_ERR_PROTOCOL',
+              `store announced ${length} bytes, expected ${expected}`,
+            );
+          }
+          return target.start(expected);
+        },
+        onDone: (err, bytes) => {
+          clearTimeout(timer);
+          options.signal?.removeEventListener('abort', onCallerAbort);
+          if (err) {
+            reject(this.#failure(classify(err, timedOut)));
+            return;
+          }
+          if (refusal) {
+            refusal.then((e) => reject(this.#failure(e)), reject);
+            return;
+          }
+          this.stats.fetchedBytes += bytes;
+          resolve(bytes);
+        },
+      });
+      this.#pool(descriptor.endpoint).dispatch(
+        {
+          path: payloadPath(descriptorToText(descriptor)),
+          method: 'GET',
+          headers: options.releaseOnComplete ? { [releaseHeader]: releaseOnComplete } : {},
+        },
+        sink,
+      );
+    });
+  }
+
+  /** Releases the payload now. Resolves whether or not the store still held it. */
+  async release(descriptor: Descriptor): Promise<void> {
+    const { statusCode, headers, body } = await this.#pool(descriptor.endpoint).request({
+      path: payloadPath(descriptorToText(descriptor)),
+      method: 'DELETE',
+    });
+    const text = await body.text();
+    if (statusCode !== 204) throw refusalError(statusCode, headers[errorHeader], text);
+  }
+
+  /** The store's ping answer (liveness and counters). */
+  async ping(endpoint: string): Promise<{ ok: boolean; entries: number; chargedBytes: number }> {
+    const { body } = await this.#pool(endpoint).request({ path: pingPath, method: 'GET' });
+    return (await body.json()) as { ok: boolean; entries: number; chargedBytes: number };
+  }
+
+  /** Closes every pooled connection. */
+  async close(): Promise<void> {
+    const pools = [...this.#pools.values()];
+    this.#pools.clear();
+    await Promise.all(pools.map((p) => p.destroy()));
+  }
+
+  #failure(err: OdbError): OdbError {
+    this.stats.failures[err.code] = (this.stats.failures[err.code] ?? 0) + 1;
+    return err;
+  }
+}
+
+/** Maps a transport error to the stable code a caller can act on. */
+function classify(err: unknown, timedOut: 'connecting' | 'waiting' | undefined): OdbError {
+  if (err instanceof OdbError) return err;
+  const code = (err as { code?: string }).code ?? '';
+  const detail = err instanceof Error ? err.message : String(err);
+  if (timedOut === 'connecting') {
+    return new OdbError('ODB_ERR_STORE_UNREACHABLE', detail, { cause: err });
+  }
+  if (timedOut === 'waiting' || timeoutCodes.has(code)) {
+    return new OdbError('ODB_ERR_FETCH_TIMEOUT', detail, { cause: err });
+  }
+  if (unreachableCodes.has(code))
+    return new OdbError('ODB_ERR_STORE_UNREACHABLE', detail, { cause: err });
+  return new OdbError('ODB_ERR_FETCH_ABORTED', detail, { cause: err });
+}
+
+function refusalError(
+  status: number,
+  codeHeader: string | string[] | undefined,
+  body: string,
+): OdbError {
+  const code =
+    typeof codeHeader === 'string' && codeHeader in errorCodes
+      ? (codeHeader as OdbErrorCode)
+      : undefined;
+  let message = body;
+  try {
+    message = (JSON.parse(body) as { message?: string }).message ?? body;
+  } catch {
+    // Not JSON: keep the raw text (a proxy in the way may have answered).
+  }
+  return new OdbError(
+    code ?? 'ODB_ERR_PROTOCOL',
+    `store answered ${status}: ${message.slice(0, 200)}`,
+  );
+}
+
+/** A writable that collects a small error body as text. */
+function collect(): { writable: Writable; text: Promise<string> } {
+  const parts: Buffer[] = [];
+  let size = 0;
+  let done: (text: string) => void = () => {};
+  const text = new Promise<string>((resolve) => (done = resolve));
+  const writable = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      if (size < 4096) parts.push(chunk);
+      size += chunk.length;
+      cb();
+    },
+    final(cb) {
+      done(Buffer.concat(parts).toString('utf8'));
+      cb();
+    },
+    destroy(err, cb) {
+      done(Buffer.concat(parts).toString('utf8'));
+      cb(err);
+    },
+  });
+  return { writable, text };
+}

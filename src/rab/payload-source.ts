@@ -1,0 +1,19 @@
+/**
+ * Where a registered payload's bytes come from. The store serves ranges of a source without
+ * knowing whether it is memory, a file or generated.
+ */
+export interface PayloadSource {
+  /** Final size in bytes, or undefined while an open (unknown-length) source is still written. */
+  readonly size: number | undefined;
+  /**
+   * Yields the bytes of `[start, end)` in order (`end` undefined: to the end of an open source),
+   * waiting for bytes not yet produced. Throws an OdbError when the bytes cannot be had.
+   */
+  read(start: number, end: number | undefined): AsyncIterable<Buffer>;
+  /** Checks, before a fetch answers, that the bytes can still be had (e.g. the file is unchanged). */
+  verify?(): Promise<void>;
+  /** The only reader consumed everything before `offset`: memory below it may be freed. */
+  discardBefore?(offset: number): void;
+  /** The store dropped the entry (released or expired): stop producing, fail waiting readers. */
+  abandon?(): void;
+}

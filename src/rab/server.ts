@@ -1,0 +1,237 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
+import { closeServer, listenServer } from '../net/listen.js';
+import { OdbError, isOdbError, type OdbErrorCode } from '../errors.js';
+import { silentLogger, type Logger } from '../log.js';
+import { parseByteRange, contentRange } from '../protocol/byte-range.js';
+import {
+  descriptorFromText,
+  payloadIdHex,
+  verifyDescriptor,
+  type Descriptor,
+} from '../protocol/descriptor.js';
+import {
+  errorHeader,
+  payloadPathPrefix,
+  pingPath,
+  releaseHeader,
+  releaseOnComplete,
+  statusForError,
+} from '../protocol/store-rpc.js';
+import { pumpSource } from './pump.js';
+import type { BufferStore, StoreEntry } from './store.js';
+
+/** Options of a {@link StoreServer}. */
+export interface StoreServerOptions {
+  readonly store: BufferStore;
+  /** Fetches streaming at once before new ones get ODB_ERR_BUSY. Default 4096. */
+  readonly maxConcurrentFetches?: number;
+  /** Called with every accepted connection (for byte counters). */
+  readonly onSocket?: (socket: Socket) => void;
+  readonly logger?: Logger;
+}
+
+/** Counters of a store server; exposed as metrics. */
+export interface StoreServerStats {
+  fetches: number;
+  fetchedBytes: number;
+  inFlight: number;
+  errors: Partial<Record<OdbErrorCode, number>>;
+}
+
+/**
+ * Serves a {@link BufferStore} over the fetch protocol (docs/protocol.md §4): only ranges named
+ * by valid descriptors, streamed with backpressure. Malformed HTTP closes that connection only.
+ */
+export class StoreServer {
+  readonly store: BufferStore;
+  readonly stats: StoreServerStats = { fetches: 0, fetchedBytes: 0, inFlight: 0, errors: {} };
+  readonly #server: Server;
+  readonly #maxConcurrent: number;
+  readonly #log: Logger;
+
+  constructor(options: StoreServerOptions) {
+    this.store = options.store;
+    this.#maxConcurrent = options.maxConcurrentFetches ?? 4096;
+    this.#log = options.logger ?? silentLogger;
+    this.#server = createServer({ keepAliveTimeout: 65_000 }, (req, res) => this.#handle(req, res));
+    if (options.onSocket) this.#server.on('connection', options.onSocket);
+  }
+
+  /**
+   * Listens on `host:port` (port 0: any) and advertises `advertise` (default: the bound address)
+   * as the store's endpoint. Resolves to the bound `host:port`.
+   */
+  async listen(host: string, port: number, advertise?: string): Promise<string> {
+    const bound = await listenServer(this.#server, { host, port });
+    this.store.advertise(advertise ?? bound);
+    return bound;
+  }
+
+  /** Stops accepting, closes idle connections and waits for streaming fetches to end. */
+  close(): Promise<void> {
+    return closeServer(this.#server);
+  }
+
+  /** Destroys every connection at once. */
+  closeAllConnections(): void {
+    this.#server.closeAllConnections();
+  }
+
+  #handle(req: IncomingMessage, res: ServerResponse): void {
+    const url = req.url ?? '';
+    if (url.startsWith(payloadPathPrefix)) {
+      const end = url.indexOf('?');
+      const text = url.slice(payloadPathPrefix.length, end === -1 ? undefined : end);
+      if (req.method === 'GET') {
+        void this.#fetch(req, res, text);
+        return;
+      }
+      if (req.method === 'DELETE') {
+        this.#release(res, text);
+        return;
+      }
+      res.writeHead(405, { allow: 'GET, DELETE' }).end();
+      return;
+    }
+    if (url === pingPath && req.method === 'GET') {
+      const { entries, chargedBytes } = this.store.stats;
+      const body = JSON.stringify({
+        ok: true,
+        endpoint: this.store.endpoint,
+        entries,
+        chargedBytes,
+      });
+      res.writeHead(200, { 'content-type': 'application/json' }).end(body);
+      return;
+    }
+    res.writeHead(404).end();
+  }
+
+  #authorise(text: string): Descriptor {
+    const descriptor = descriptorFromText(text);
+    verifyDescriptor(descriptor, this.store.keyring, Date.now());
+    return descriptor;
+  }
+
+  #release(res: ServerResponse, text: string): void {
+    try {
+      const descriptor = this.#authorise(text);
+      this.store.release(payloadIdHex(descriptor));
+      res.writeHead(204).end();
+    } catch (err) {
+      this.#fail(res, err);
+    }
+  }
+
+  async #fetch(req: IncomingMessage, res: ServerResponse, text: string): Promise<void> {
+    let entry: StoreEntry | undefined;
+    try {
+      if (this.stats.inFlight >= this.#maxConcurrent) {
+        throw new OdbError('ODB_ERR_BUSY', `${this.stats.inFlight} fetches in flight`);
+      }
+      const descriptor = this.#authorise(text);
+      const id = payloadIdHex(descriptor);
+      entry = this.store.beginRead(id);
+      this.stats.inFlight++;
+      this.stats.fetches++;
+      const plan = planFetch(descriptor, entry, req.headers.range);
+      await entry.source.verify?.();
+      const headers: Record<string, string | number> = {
+        'content-type': 'application/octet-stream',
+      };
+      if (plan.length !== undefined) headers['content-length'] = plan.length;
+      if (plan.contentRange) headers['content-range'] = plan.contentRange;
+      res.writeHead(plan.contentRange ? 206 : 200, headers);
+      const consumes = req.headers[releaseHeader] === releaseOnComplete && plan.wholeRange;
+      const complete = await this.#stream(res, entry, plan.start, plan.end, consumes);
+      if (complete && consumes) this.store.release(id);
+    } catch (err) {
+      this.#fail(res, err);
+    } finally {
+      if (entry) {
+        this.store.endRead(entry);
+        this.stats.inFlight--;
+      }
+    }
+  }
+
+  /** Streams the bytes; resolves true when every byte was handed to the socket. */
+  async #stream(
+    res: ServerResponse,
+    entry: StoreEntry,
+    start: number,
+    end: number | undefined,
+    consumes: boolean,
+  ): Promise<boolean> {
+    const complete = await pumpSource(entry.source, start, end, res, (position, bytes) => {
+      this.stats.fetchedBytes += bytes;
+      // An open payload is a single-consumer pipe: free what the consumer has taken.
+      if (consumes && entry.open) entry.source.discardBefore?.(position);
+    });
+    if (complete) res.end();
+    return complete;
+  }
+
+  #fail(res: ServerResponse, err: unknown): void {
+    const code: OdbErrorCode = isOdbError(err) ? err.code : 'ODB_ERR_PAYLOAD_FAILED';
+    this.stats.errors[code] = (this.stats.errors[code] ?? 0) + 1;
+    if (res.headersSent) {
+      // Mid-body: the only honest signal is to cut the connection short of the announced length.
+      this.#log.warn({ code, err: String(err) }, 'store fetch aborted mid-body');
+      res.destroy(err instanceof Error ? err : new Error(String(err)));
+      return;
+    }
+    const message = err instanceof Error ? err.message : String(err);
+    this.#log.info({ code, message }, 'store request refused');
+    const body = JSON.stringify({ code, message });
+    res
+      .writeHead(statusForError(code), { 'content-type': 'application/json', [errorHeader]: code })
+      .end(body);
+  }
+}
+
+interface FetchPlan {
+  /** Absolute start within the payload. */
+  readonly start: number;
+  /** Absolute end (exclusive); undefined: to the end of an open payload. */
+  readonly end: number | undefined;
+  /** Bytes to send, when known. */
+  readonly length: number | undefined;
+  readonly contentRange?: string;
+  /** True when the whole descriptor range is sent. */
+  readonly wholeRange: boolean;
+}
+
+/** Resolves which bytes to send: the descriptor's range, narrowed by a relative Range header. */
+function planFetch(descriptor: Descriptor, entry: StoreEntry, rangeHeader?: string): FetchPlan {
+  if (descriptor.open !== entry.open) {
+    throw new OdbError('ODB_ERR_OUT_OF_RANGE', 'descriptor and payload disagree on being open');
+  }
+  if (descriptor.open) {
+    return { start: descriptor.offset, end: undefined, length: undefined, wholeRange: true };
+  }
+  const size = entry.source.size ?? 0;
+  if (descriptor.totalSize !== size || descriptor.offset + descriptor.length > size) {
+    throw new OdbError('ODB_ERR_OUT_OF_RANGE', `descriptor range exceeds the ${size}-byte payload`);
+  }
+  const range = parseByteRange(rangeHeader, descriptor.length);
+  if (range === 'unsatisfiable') {
+    throw new OdbError(
+      'ODB_ERR_OUT_OF_RANGE',
+      `Range ${rangeHeader} of ${descriptor.length} bytes`,
+    );
+  }
+  if (range === undefined) {
+    const start = descriptor.offset;
+    return { start, end: start + descriptor.length, length: descriptor.length, wholeRange: true };
+  }
+  const length = range.end - range.start + 1;
+  return {
+    start: descriptor.offset + range.start,
+    end: descriptor.offset + range.end + 1,
+    length,
+    contentRange: contentRange(range, descriptor.length),
+    wholeRange: length === descriptor.length,
+  };
+}

@@ -1,0 +1,204 @@
+import { randomFillSync } from 'node:crypto';
+import { OdbError } from '../errors.js';
+import type { Keyring } from '../keys/keyring.js';
+import { payloadIdBytes, signDescriptor, type Descriptor } from '../protocol/descriptor.js';
+import type { PayloadSource } from './payload-source.js';
+
+/** Options of a {@link BufferStore}. */
+export interface BufferStoreOptions {
+  /** Signs descriptors (with its first key) and verifies them. */
+  readonly keyring: Keyring;
+  /** Memory the store may hold for payloads, in bytes. Default 256 MiB. */
+  readonly budgetBytes?: number;
+  /** How long an unreleased payload stays fetchable, in ms. Default 30 000. */
+  readonly ttlMs?: number;
+  /** Most payloads held at once, whatever their kind. Default 100 000. */
+  readonly maxEntries?: number;
+  /** Clock, for tests. */
+  readonly now?: () => number;
+}
+
+/** One registered payload. */
+export interface StoreEntry {
+  readonly id: string;
+  readonly source: PayloadSource;
+  /** Budget bytes charged for this entry (memory it holds or may hold). */
+  readonly charge: number;
+  readonly expiresAt: number;
+  /** True when registered with an unknown length. */
+  readonly open: boolean;
+  /** Fetches currently streaming this entry; it does not expire under them. */
+  readers: number;
+  /** Released or expired: no new fetch finds it; the source is abandoned after the last reader. */
+  dropped: boolean;
+}
+
+/** Counters a store keeps; exposed as metrics. */
+export interface StoreStats {
+  entries: number;
+  chargedBytes: number;
+  registered: number;
+  /** Payloads that went real because the budget or entry limit was reached. */
+  rejectedFull: number;
+  released: number;
+  expired: number;
+}
+
+export const defaultBudgetBytes = 256 * 1024 * 1024;
+export const defaultTtlMs = 30_000;
+
+/**
+ * RAB, the buffer store of the owning process: keeps payload bytes while descriptors to them may
+ * still be resolved. Memory is bounded by a byte budget; when full, `register` refuses (the caller
+ * sends the payload real) and live entries are never evicted. An entry leaves when released or
+ * when its TTL passes with no fetch streaming it.
+ */
+export class BufferStore {
+  readonly budgetBytes: number;
+  readonly ttlMs: number;
+  readonly maxEntries: number;
+  readonly keyring: Keyring;
+  readonly stats: StoreStats = {
+    entries: 0,
+    chargedBytes: 0,
+    registered: 0,
+    rejectedFull: 0,
+    released: 0,
+    expired: 0,
+  };
+  readonly #now: () => number;
+  readonly #entries = new Map<string, StoreEntry>();
+  #endpoint: string | undefined;
+  #sweeper: NodeJS.Timeout | undefined;
+
+  constructor(options: BufferStoreOptions) {
+    this.keyring = options.keyring;
+    this.budgetBytes = options.budgetBytes ?? defaultBudgetBytes;
+    this.ttlMs = options.ttlMs ?? defaultTtlMs;
+    this.maxEntries = options.maxEntries ?? 100_000;
+    this.#now = options.now ?? Date.now;
+  }
+
+  /** The endpoint descriptors name; set once the store's server listens. */
+  get endpoint(): string | undefined {
+    return this.#endpoint;
+  }
+
+  /** Sets the advertised `host:port` and starts expiring entries. */
+  advertise(endpoint: string): void {
+    this.#endpoint = endpoint;
+    if (!this.#sweeper) {
+      this.#sweeper = setInterval(() => this.sweep(), Math.max(10, Math.min(1000, this.ttlMs / 4)));
+      this.#sweeper.unref();
+    }
+  }
+
+  /** True when `charge` more bytes (and one more entry) fit now. */
+  hasRoomFor(charge: number): boolean {
+    return (
+      this.#entries.size < this.maxEntries && this.stats.chargedBytes + charge <= this.budgetBytes
+    );
+  }
+
+  /**
+   * Registers `source`, charging `charge` budget bytes, and returns the descriptor of its whole
+   * range; or undefined (counted as rejected) when the budget or entry limit does not allow it.
+   */
+  register(source: PayloadSource, charge: number): Descriptor | undefined {
+    const endpoint = this.#endpoint;
+    if (endpoint === undefined) {
+      throw new OdbError('ODB_ERR_INVALID_OPTION', 'the store has no endpoint yet (not listening)');
+    }
+    if (!this.hasRoomFor(charge)) {
+      this.stats.rejectedFull++;
+      return undefined;
+    }
+    const payloadId = nextPayloadId();
+    const expiresAt = this.#now() + this.ttlMs;
+    const size = source.size;
+    const open = size === undefined;
+    const descriptor = signDescriptor(
+      { endpoint, payloadId, offset: 0, length: size ?? 0, totalSize: size ?? 0, expiresAt, open },
+      this.keyring.signing,
+    );
+    const id = descriptor.payloadId.toString('hex');
+    this.#entries.set(id, { id, source, charge, expiresAt, open, readers: 0, dropped: false });
+    this.stats.entries = this.#entries.size;
+    this.stats.chargedBytes += charge;
+    this.stats.registered++;
+    return descriptor;
+  }
+
+  /**
+   * Starts a read of the live entry with this hex id (pair with {@link endRead}); throws
+   * ODB_ERR_NOT_FOUND or ODB_ERR_EXPIRED.
+   */
+  beginRead(id: string): StoreEntry {
+    const entry = this.#entries.get(id);
+    if (!entry) throw new OdbError('ODB_ERR_NOT_FOUND', `payload ${id}`);
+    if (entry.readers === 0 && this.#now() > entry.expiresAt) {
+      this.#drop(entry, 'expired');
+      throw new OdbError('ODB_ERR_EXPIRED', `payload ${id}`);
+    }
+    entry.readers++;
+    return entry;
+  }
+
+  /** Ends a read begun with {@link beginRead}. */
+  endRead(entry: StoreEntry): void {
+    entry.readers--;
+    if (entry.dropped && entry.readers === 0) entry.source.abandon?.();
+  }
+
+  /** True when an entry with this hex id is held. */
+  has(id: string): boolean {
+    return this.#entries.has(id);
+  }
+
+  /** Releases the entry now (idempotent). Fetches already streaming it finish. */
+  release(id: string): boolean {
+    const entry = this.#entries.get(id);
+    if (!entry) return false;
+    this.#drop(entry, 'released');
+    return true;
+  }
+
+  /** Drops every expired entry that no fetch is streaming. */
+  sweep(): void {
+    const now = this.#now();
+    for (const entry of this.#entries.values()) {
+      if (entry.readers === 0 && now > entry.expiresAt) this.#drop(entry, 'expired');
+    }
+  }
+
+  /** Stops expiring entries and drops them all. */
+  close(): void {
+    if (this.#sweeper) clearInterval(this.#sweeper);
+    this.#sweeper = undefined;
+    for (const entry of this.#entries.values()) this.#drop(entry, 'released');
+  }
+
+  #drop(entry: StoreEntry, why: 'released' | 'expired'): void {
+    if (this.#entries.get(entry.id) !== entry) return;
+    this.#entries.delete(entry.id);
+    this.stats.entries = this.#entries.size;
+    this.stats.chargedBytes -= entry.charge;
+    this.stats[why]++;
+    entry.dropped = true;
+    // Fetches still streaming finish first; then the producer (if any) is told to stop.
+    if (entry.readers === 0) entry.source.abandon?.();
+  }
+}
+
+// Payload ids come from a pool refilled 4 KiB at a time: one CSPRNG call per 256 ids.
+let idPool = Buffer.alloc(0);
+let idPoolAt = 0;
+
+function nextPayloadId(): Buffer {
+  if (idPoolAt + payloadIdBytes > idPool.length) {
+    idPool = randomFillSync(Buffer.allocUnsafe(4096));
+    idPoolAt = 0;
+  }
+  idPoolAt += payloadIdBytes;
+  return idPool.subarray(idPoolAt - payloadIdBytes, idPoolAt);
+}

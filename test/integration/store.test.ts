@@ -1,0 +1,271 @@
+// The buffer store's server and the pooled fetch client, over real loopback sockets.
+import assert from 'node:assert/strict';
+import { mkdtempSync, writeFileSync, utimesSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { isOdbError, type OdbErrorCode } from '../../src/errors.js';
+import { generateClusterKey, Keyring } from '../../src/keys/keyring.js';
+import {
+  descriptorToText,
+  signDescriptor,
+  type Descriptor,
+} from '../../src/protocol/descriptor.js';
+import { StoreClient } from '../../src/rab/client.js';
+import { FilePayload } from '../../src/rab/file-payload.js';
+import { MemoryPayload } from '../../src/rab/memory-payload.js';
+import { StoreServer } from '../../src/rab/server.js';
+import { BufferStore } from '../../src/rab/store.js';
+import { SyntheticPayload, syntheticBytes, syntheticSha256 } from '../../src/tiers/synthetic.js';
+import { HashSink, eventually, rawExchange, scriptedServer, sha256 } from '../helpers/net.js';
+
+const key = generateClusterKey();
+const keyring = new Keyring([key]);
+let store: BufferStore;
+let server: StoreServer;
+let port: number;
+const client = new StoreClient({ fetchTimeoutMs: 2000 });
+
+before(async () => {
+  store = new BufferStore({ keyring, ttlMs: 60_000 });
+  server = new StoreServer({ store, maxConcurrentFetches: 8 });
+  const bound = await server.listen('127.0.0.1', 0);
+  port = Number(bound.split(':')[1]);
+});
+
+after(async () => {
+  await client.close();
+  server.closeAllConnections();
+  await server.close();
+  store.close();
+});
+
+function sink(): { target: { start: () => HashSink }; hash: HashSink } {
+  const hash = new HashSink();
+  return { target: { start: () => hash }, hash };
+}
+
+async function expectRefusal(descriptor: Descriptor, code: OdbErrorCode): Promise<void> {
+  await assert.rejects(client.fetch(descriptor, sink().target), (e: unknown) =>
+    isOdbError(e, code),
+  );
+}
+
+test('fetches a payload byte-exact and releases it when asked', async () => {
+  const d = store.register(new SyntheticPayload(3, 0, 3_000_000), 0)!;
+  const { target, hash } = sink();
+  assert.equal(await client.fetch(d, target, { releaseOnComplete: true }), 3_000_000);
+  assert.equal(hash.digest(), syntheticSha256(3, 0, 3_000_000));
+  assert.equal(store.has(d.payloadId.toString('hex')), false);
+});
+
+test('Range on a fetch is relative to the descriptor range', async () => {
+  const d = store.register(new SyntheticPayload(4, 1000, 50_000), 0)!;
+  const path = `/odb/v1/payload/${descriptorToText(d)}`;
+  const { data } = await rawExchange(
+    port,
+    `GET ${path} HTTP/1.1\r\nHost: s\r\nRange: bytes=10-19\r\n\r\n`,
+  );
+  const text = data.toString('latin1');
+  assert.match(text, /^HTTP\/1.1 206/);
+  assert.match(text, /content-range: bytes 10-19\/50000/i);
+  assert.deepEqual(data.subarray(data.indexOf('\r\n\r\n') + 4), syntheticBytes(4, 1010, 1020));
+});
+
+test('refusals carry stable codes', async () => {
+  const live = store.register(new SyntheticPayload(1, 0, 10), 0)!;
+  const fields = { ...live };
+  await expectRefusal(
+    signDescriptor(fields, { id: key.id, secret: Buffer.alloc(32, 1) }),
+    'ODB_ERR_BAD_MAC',
+  );
+  await expectRefusal(
+    signDescriptor(fields, { id: (key.id + 1) % 65536, secret: key.secret }),
+    'ODB_ERR_UNKNOWN_KEY',
+  );
+  await expectRefusal(
+    signDescriptor({ ...fields, expiresAt: Date.now() - 1 }, key),
+    'ODB_ERR_EXPIRED',
+  );
+  await expectRefusal(
+    signDescriptor({ ...fields, payloadId: Buffer.alloc(16, 9) }, key),
+    'ODB_ERR_NOT_FOUND',
+  );
+  await expectRefusal(
+    signDescriptor({ ...fields, length: 20, totalSize: 20 }, key),
+    'ODB_ERR_OUT_OF_RANGE',
+  );
+  const { data } = await rawExchange(
+    port,
+    'GET /odb/v1/payload/not*base64 HTTP/1.1\r\nHost: s\r\n\r\n',
+  );
+  assert.match(data.toString(), /^HTTP\/1.1 400[\s\S]*odb-error: ODB_ERR_BAD_DESCRIPTOR/i);
+});
+
+test('pipelined requests on one connection are answered in order', async () => {
+  const a = store.register(new SyntheticPayload(5, 0, 3000), 0)!;
+  const b = store.register(new SyntheticPayload(6, 0, 4000), 0)!;
+  const get = (d: Descriptor): string =>
+    `GET /odb/v1/payload/${descriptorToText(d)} HTTP/1.1\r\nHost: s\r\n\r\n`;
+  const { data } = await rawExchange(
+    port,
+    get(a) + get(b) + 'GET /odb/v1/ping HTTP/1.1\r\nHost: s\r\n\r\n',
+  );
+  const first = data.indexOf('\r\n\r\n') + 4;
+  assert.deepEqual(data.subarray(first, first + 3000), syntheticBytes(5, 0, 3000));
+  const secondHead = data.indexOf('HTTP/1.1 200', first + 3000);
+  const second = data.indexOf('\r\n\r\n', secondHead) + 4;
+  assert.deepEqual(data.subarray(second, second + 4000), syntheticBytes(6, 0, 4000));
+  assert.match(data.subarray(second + 4000).toString(), /"ok":true/);
+});
+
+test('malformed input closes that connection only', async () => {
+  const d = store.register(new SyntheticPayload(7, 0, 100_000), 0)!;
+  const healthy = client.fetch(d, sink().target); // keeps its own pooled connection
+  const garbage = await rawExchange(port, Buffer.from('\x16\x03\x01 this is not http\r\n\r\n'));
+  assert.match(garbage.data.toString(), /^HTTP\/1.1 400/);
+  assert.equal(garbage.closed, true);
+  assert.equal(await healthy, 100_000);
+  const again = store.register(new SyntheticPayload(7, 0, 10), 0)!;
+  assert.equal(await client.fetch(again, sink().target), 10);
+});
+
+test('a file changed after registration is refused, never served', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'odb-store-'));
+  const path = join(dir, 'f.bin');
+  writeFileSync(path, Buffer.alloc(10_000, 1));
+  const d = store.register(await FilePayload.fromPath(path), 0)!;
+  const { target, hash } = sink();
+  await client.fetch(d, target);
+  assert.equal(hash.digest(), sha256(Buffer.alloc(10_000, 1)));
+  writeFileSync(path, Buffer.alloc(10_000, 2));
+  utimesSync(path, new Date(), new Date(Date.now() + 5000));
+  await expectRefusal(d, 'ODB_ERR_SOURCE_CHANGED');
+});
+
+test('an open payload streams while written, and frees what was consumed', async () => {
+  const payload = new MemoryPayload({ highWaterBytes: 64 * 1024 });
+  const d = store.register(payload, 64 * 1024)!;
+  assert.equal(d.open, true);
+  const { target, hash } = sink();
+  const fetching = client.fetch(d, target, { releaseOnComplete: true });
+  const chunks: Buffer[] = [];
+  for (let i = 0; i < 64; i++) {
+    const chunk = syntheticBytes(i, 0, 16 * 1024);
+    chunks.push(chunk);
+    if (payload.needsDrain) await new Promise<void>((r) => payload.onDrain(r));
+    payload.append(chunk);
+  }
+  payload.finish();
+  assert.equal(await fetching, 64 * 16 * 1024);
+  assert.equal(hash.digest(), sha256(Buffer.concat(chunks)));
+  await eventually(() => !store.has(d.payloadId.toString('hex')), 2000, 'release');
+});
+
+test('a producer failing mid-body makes the fetch fail, never end cleanly', async () => {
+  const payload = new MemoryPayload({ expectedSize: 1_000_000 });
+  const d = store.register(payload, 1_000_000)!;
+  const { target, hash } = sink();
+  const fetching = client.fetch(d, target);
+  payload.append(Buffer.alloc(300_000));
+  await eventually(() => hash.bytes > 0, 2000, 'first bytes');
+  payload.fail('handler crashed');
+  await assert.rejects(fetching, (e: unknown) => isOdbError(e, 'ODB_ERR_FETCH_ABORTED'));
+  assert.ok(hash.bytes < 1_000_000);
+  assert.equal(hash.destroyed, true);
+});
+
+test('busy: fetches beyond the concurrency limit are refused', async () => {
+  const stalled = Array.from({ length: 8 }, () => new MemoryPayload({ expectedSize: 10 }));
+  const fetches = stalled.map((p) => client.fetch(store.register(p, 10)!, sink().target));
+  await eventually(() => server.stats.inFlight === 8, 2000, '8 fetches in flight');
+  await expectRefusal(store.register(new SyntheticPayload(1, 0, 10), 0)!, 'ODB_ERR_BUSY');
+  for (const p of stalled) {
+    p.append(Buffer.alloc(10));
+    p.finish();
+  }
+  await Promise.all(fetches);
+});
+
+test('unreachable store: refused connection and silent peer both fail within the timeout', async () => {
+  const silent = await scriptedServer(() => {}); // accepts, never answers
+  const closed = await scriptedServer(() => {});
+  await closed.close();
+  const quick = new StoreClient({ fetchTimeoutMs: 300 });
+  const forged = (p: number): Descriptor =>
+    signDescriptor(
+      {
+        endpoint: `127.0.0.1:${p}`,
+        payloadId: Buffer.alloc(16),
+        offset: 0,
+        length: 1,
+        totalSize: 1,
+        expiresAt: Date.now() + 60_000,
+        open: false,
+      },
+      key,
+    );
+  const started = Date.now();
+  await assert.rejects(quick.fetch(forged(closed.port), sink().target), (e: unknown) =>
+    isOdbError(e, 'ODB_ERR_STORE_UNREACHABLE'),
+  );
+  await assert.rejects(quick.fetch(forged(silent.port), sink().target), (e: unknown) =>
+    isOdbError(e, 'ODB_ERR_FETCH_TIMEOUT'),
+  );
+  assert.ok(Date.now() - started < 3000, `took ${Date.now() - started} ms`);
+  await quick.close();
+  await silent.close();
+});
+
+test('a store dying mid-body destroys the target short of the length', async () => {
+  const dying = await scriptedServer((socket) => {
+    socket.once('data', () => {
+      socket.write('HTTP/1.1 200 OK\r\ncontent-length: 100000\r\n\r\n');
+      socket.write(Buffer.alloc(40_000, 5), () => socket.destroy());
+    });
+  });
+  const d = signDescriptor(
+    {
+      endpoint: `127.0.0.1:${dying.port}`,
+      payloadId: Buffer.alloc(16),
+      offset: 0,
+      length: 100_000,
+      totalSize: 100_000,
+      expiresAt: Date.now() + 60_000,
+      open: false,
+    },
+    key,
+  );
+  const { target, hash } = sink();
+  await assert.rejects(client.fetch(d, target), (e: unknown) =>
+    isOdbError(e, 'ODB_ERR_FETCH_ABORTED'),
+  );
+  assert.equal(hash.destroyed, true);
+  assert.ok(hash.bytes < 100_000);
+  await dying.close();
+});
+
+test('a store announcing the wrong length is refused before any byte is delivered', async () => {
+  const liar = await scriptedServer((socket) => {
+    socket.once('data', () => socket.write('HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello'));
+  });
+  const d = signDescriptor(
+    {
+      endpoint: `127.0.0.1:${liar.port}`,
+      payloadId: Buffer.alloc(16),
+      offset: 0,
+      length: 6,
+      totalSize: 6,
+      expiresAt: Date.now() + 60_000,
+      open: false,
+    },
+    key,
+  );
+  let started = false;
+  await assert.rejects(
+    client.fetch(d, { start: () => ((started = true), new HashSink()) }),
+    (e: unknown) => isOdbError(e, 'ODB_ERR_PROTOCOL'),
+  );
+  assert.equal(started, false);
+  await liar.close();
+});
