@@ -1,0 +1,208 @@
+/**
+ * Captures the body an unmodified `(req, res)` handler writes, so it can go as a descriptor.
+ *
+ * While the size is undecided, `writeHead`/`write`/`end` are held back. Once the announced
+ * Content-Length, or the bytes written so far, reach the threshold, the descriptor head goes out
+ * (`Content-Length: 0`) and every later write lands in a MemoryPayload that the front end is
+ * already fetching; the response is ended on the socket when the handler ends it. If the body
+ * stays small, the held calls are replayed unchanged, so the wire bytes are those of plain Node.
+ *
+ * Because the peer has a complete (empty) response as soon as the head is out, it may close the
+ * connection (nginx does, with HTTP/1.0 upstreams). Node's default reaction ends the socket and
+ * closes `res` under the handler, which would cut a piped body short; so the owning server is
+ * switched to `httpAllowHalfOpen`, under which Node keeps the response open until it is ended.
+ */
+import type { OutgoingHttpHeaders, ServerResponse } from 'node:http';
+import type { MemoryPayload } from '../rab/memory-payload.js';
+
+/** What the capture asks of its owner. */
+export interface CaptureHooks {
+  readonly thresholdBytes: number;
+  /**
+   * The body goes virtual: register a payload (`size` undefined: unknown length), set the
+   * descriptor headers on `res` and return the payload; or undefined to send it real.
+   */
+  begin(
+    size: number | undefined,
+    originalContentLength: number | undefined,
+  ): MemoryPayload | undefined;
+  /** The handler ended a virtual body. */
+  finished(payload: MemoryPayload): void;
+}
+
+type Callback = (err?: Error | null) => void;
+type Chunk = string | Uint8Array;
+
+interface HeldWrite {
+  readonly chunk: Chunk;
+  readonly encoding: BufferEncoding | undefined;
+  readonly callback: Callback | undefined;
+}
+
+interface HttpServerLike {
+  httpAllowHalfOpen?: boolean;
+}
+
+/** Starts capturing `res`. Must be called before the handler writes anything. */
+export function captureResponse(res: ServerResponse, hooks: CaptureHooks): void {
+  const held: HeldWrite[] = [];
+  let heldBytes = 0;
+  let payload: MemoryPayload | undefined;
+
+  const restore = (): void => {
+    // Own properties shadow the prototype's methods; deleting them restores plain Node behaviour.
+    delete (res as Partial<ServerResponse>).writeHead;
+    delete (res as Partial<ServerResponse>).write;
+    delete (res as Partial<ServerResponse>).end;
+  };
+
+  const replayReal = (): void => {
+    restore();
+    for (const w of held) res.write(w.chunk, w.encoding as BufferEncoding, w.callback);
+    held.length = 0;
+  };
+
+  const goVirtual = (
+    size: number | undefined,
+    originalContentLength: number | undefined,
+  ): boolean => {
+    payload = hooks.begin(size, originalContentLength);
+    if (!payload) return false;
+    const server = (res.socket as { server?: HttpServerLike } | null)?.server;
+    if (server) server.httpAllowHalfOpen = true;
+    // Node's implicit head goes through writeHead, which must be the real one again.
+    delete (res as Partial<ServerResponse>).writeHead;
+    res.flushHeaders();
+    res.on('close', () => {
+      if (!res.writableEnded)
+        payload?.fail('the response was destroyed before the handler ended it');
+    });
+    for (const w of held) appendVirtual(w.chunk, w.encoding, w.callback);
+    held.length = 0;
+    return true;
+  };
+
+  const appendVirtual = (
+    chunk: Chunk,
+    encoding: BufferEncoding | undefined,
+    callback?: Callback,
+  ): boolean => {
+    // A copy: the handler may reuse its buffer once the write callback ran.
+    const bytes = typeof chunk === 'string' ? Buffer.from(chunk, encoding) : Buffer.from(chunk);
+    const target = payload!;
+    target.append(bytes);
+    if (callback) process.nextTick(callback);
+    if (!target.needsDrain) return true;
+    target.onDrain(() => res.emit('drain'));
+    return false;
+  };
+
+  const announcedLength = (): number | undefined => {
+    const header = res.getHeader('content-length');
+    if (header === undefined) return undefined;
+    const n = Number(header);
+    return Number.isSafeInteger(n) && n >= 0 ? n : undefined;
+  };
+
+  /** Decides once enough is known; returns true when a decision was made. */
+  const decide = (ending: boolean, pendingBytes: number, writesBefore: number): boolean => {
+    const announced = announcedLength();
+    if (announced !== undefined) {
+      if (announced < hooks.thresholdBytes || !goVirtual(announced, announced)) replayReal();
+      return true;
+    }
+    const total = heldBytes + pendingBytes;
+    if (ending) {
+      // Node gives a body ended in one call a Content-Length, and a written one chunked framing.
+      const original = writesBefore === 0 ? total : undefined;
+      if (total < hooks.thresholdBytes || !goVirtual(total, original)) replayReal();
+      return true;
+    }
+    if (total >= hooks.thresholdBytes) {
+      if (!goVirtual(undefined, undefined)) replayReal();
+      return true;
+    }
+    return false;
+  };
+
+  res.writeHead = function captureWriteHead(
+    this: ServerResponse,
+    statusCode: number,
+    reason?: string | OutgoingHttpHeaders | (string | string[])[],
+    headers?: OutgoingHttpHeaders | (string | string[])[],
+  ): ServerResponse {
+    this.statusCode = statusCode;
+    if (typeof reason === 'string') this.statusMessage = reason;
+    else headers = reason;
+    if (Array.isArray(headers)) {
+      for (let i = 0; i + 1 < headers.length; i += 2) {
+        this.appendHeader(String(headers[i]), headers[i + 1] as string | string[]);
+      }
+    } else if (headers) {
+      for (const [name, value] of Object.entries(headers)) {
+        if (value !== undefined) this.setHeader(name, value);
+      }
+    }
+    return this;
+  } as ServerResponse['writeHead'];
+
+  res.write = function captureWrite(
+    this: ServerResponse,
+    chunk: Chunk,
+    encodingOrCallback?: BufferEncoding | Callback,
+    maybeCallback?: Callback,
+  ): boolean {
+    const [encoding, callback] = splitArgs(encodingOrCallback, maybeCallback);
+    if (payload) return appendVirtual(chunk, encoding, callback);
+    const length = byteLength(chunk, encoding);
+    if (decide(false, length, held.length)) {
+      if (payload) return appendVirtual(chunk, encoding, callback);
+      return res.write(chunk, encoding as BufferEncoding, callback);
+    }
+    held.push({ chunk, encoding, callback });
+    heldBytes += length;
+    return true;
+  } as ServerResponse['write'];
+
+  res.end = function captureEnd(
+    this: ServerResponse,
+    chunkOrCallback?: Chunk | Callback,
+    encodingOrCallback?: BufferEncoding | Callback,
+    maybeCallback?: Callback,
+  ): ServerResponse {
+    let chunk: Chunk | undefined;
+    let encoding: BufferEncoding | undefined;
+    let callback: Callback | undefined;
+    if (typeof chunkOrCallback === 'function') callback = chunkOrCallback;
+    else {
+      chunk = chunkOrCallback ?? undefined;
+      [encoding, callback] = splitArgs(encodingOrCallback, maybeCallback);
+    }
+    if (!payload) decide(true, chunk === undefined ? 0 : byteLength(chunk, encoding), held.length);
+    if (!payload) {
+      return chunk === undefined
+        ? res.end(callback)
+        : res.end(chunk, encoding as BufferEncoding, callback);
+    }
+    if (chunk !== undefined) appendVirtual(chunk, encoding);
+    const finished = payload;
+    finished.finish();
+    restore();
+    res.end(callback);
+    hooks.finished(finished);
+    return res;
+  } as ServerResponse['end'];
+}
+
+function splitArgs(
+  encodingOrCallback: BufferEncoding | Callback | undefined,
+  maybeCallback: Callback | undefined,
+): [BufferEncoding | undefined, Callback | undefined] {
+  return typeof encodingOrCallback === 'function'
+    ? [undefined, encodingOrCallback]
+    : [encodingOrCallback, maybeCallback];
+}
+
+function byteLength(chunk: Chunk, encoding: BufferEncoding | undefined): number {
+  return typeof chunk === 'string' ? Buffer.byteLength(chunk, encoding) : chunk.byteLength;
+}
