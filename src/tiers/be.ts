@@ -1,0 +1,291 @@
+/**
+ * `odb be`: the back end. Serves a directory, deterministic synthetic payloads at `/bytes/<n>`,
+ * and chunked synthetic bodies at `/chunked/<n>` (written by an ordinary handler, to exercise the
+ * capture path). In odb mode it owns a buffer store and its server.
+ */
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { Readable, pipeline } from 'node:stream';
+import type { HostPort } from '../net/address.js';
+import type { Keyring } from '../keys/keyring.js';
+import { OdbBackend, applyHead, streamPayload, type PayloadHead } from '../http/backend.js';
+import { FilePayload } from '../rab/file-payload.js';
+import type { PayloadSource } from '../rab/payload-source.js';
+import { StoreServer } from '../rab/server.js';
+import { BufferStore } from '../rab/store.js';
+import { closeServer, listenServer } from '../net/listen.js';
+import type { Logger } from '../log.js';
+import { TierMetrics, samplesByLabel } from './metrics.js';
+import { planResponse, type ResponsePlan } from './representation.js';
+import { SocketByteCounter } from './socket-counter.js';
+import { findStaticFile } from './static-file.js';
+import {
+  SyntheticPayload,
+  defaultSyntheticSeed,
+  isSyntheticSeed,
+  syntheticChunks,
+} from './synthetic.js';
+import type { RunningTier, TierMode } from './tier.js';
+
+/** Configuration of the back end. */
+export interface BackendConfig {
+  readonly listen: HostPort;
+  readonly root: string;
+  readonly mode: TierMode;
+  readonly storeListen: HostPort;
+  /** Endpoint written into descriptors; default: the bound store address. */
+  readonly storeAdvertise?: string;
+  readonly keyring?: Keyring;
+  readonly thresholdBytes: number;
+  readonly storeBudgetBytes: number;
+  readonly storeTtlMs: number;
+  readonly metricsListen?: HostPort;
+  readonly logger: Logger;
+}
+
+const maxSyntheticBytes = 2 ** 40;
+const defaultChunkBytes = 16 * 1024;
+
+/** Starts the back end; resolves once every listener is bound. */
+export async function startBackend(config: BackendConfig): Promise<RunningTier> {
+  const log = config.logger;
+  const clientSockets = new SocketByteCounter();
+  const storeSockets = new SocketByteCounter();
+  const counts = { requests: 0, realBodyBytes: 0 };
+  let backend: OdbBackend | undefined;
+  let storeServer: StoreServer | undefined;
+  const addresses: Record<string, string> = {};
+
+  if (config.mode === 'odb') {
+    if (!config.keyring) throw new Error('odb mode needs a cluster key');
+    const store = new BufferStore({
+      keyring: config.keyring,
+      budgetBytes: config.storeBudgetBytes,
+      ttlMs: config.storeTtlMs,
+    });
+    storeServer = new StoreServer({ store, logger: log, onSocket: (s) => storeSockets.track(s) });
+    addresses.store = await storeServer.listen(
+      config.storeListen.host,
+      config.storeListen.port,
+      config.storeAdvertise,
+    );
+    addresses.storeAdvertised = store.endpoint!;
+    backend = new OdbBackend({ store, thresholdBytes: config.thresholdBytes });
+  }
+
+  const send = (
+    req: IncomingMessage,
+    res: ServerResponse,
+    source: PayloadSource,
+    head: PayloadHead,
+  ): void => {
+    const done = backend
+      ? backend.sendPayload(req, res, source, head)
+      : (applyHead(res, head, source),
+        streamPayload(req, res, source, (bytes) => (counts.realBodyBytes += bytes)));
+    done.catch((err: unknown) => {
+      log.warn({ err: String(err), url: req.url }, 'response failed');
+      res.destroy();
+    });
+  };
+
+  const respond = (
+    req: IncomingMessage,
+    res: ServerResponse,
+    plan: ResponsePlan,
+    source: () => PayloadSource,
+  ): void => {
+    if (plan.statusCode === 304 || plan.statusCode === 416) {
+      res.writeHead(plan.statusCode, plan.headers).end();
+      return;
+    }
+    send(req, res, source(), { statusCode: plan.statusCode, headers: plan.headers });
+  };
+
+  const handle = (req: IncomingMessage, res: ServerResponse): void => {
+    counts.requests++;
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      res.writeHead(405, { allow: 'GET, HEAD', 'content-length': 0 }).end();
+      return;
+    }
+    const url = new URL(req.url ?? '/', 'http://be');
+    const synthetic = /^\/(bytes|chunked)\/(\d+)$/.exec(url.pathname);
+    if (synthetic) {
+      const size = Number(synthetic[2]);
+      const seed = Number(url.searchParams.get('seed') ?? defaultSyntheticSeed);
+      if (size > maxSyntheticBytes || !isSyntheticSeed(seed)) {
+        res.writeHead(400, { 'content-length': 0 }).end();
+        return;
+      }
+      if (synthetic[1] === 'chunked') {
+        const chunk = Number(url.searchParams.get('chunk') ?? defaultChunkBytes);
+        backend?.capture(req, res);
+        writeChunked(
+          req,
+          res,
+          seed,
+          size,
+          Number.isSafeInteger(chunk) && chunk > 0 ? chunk : defaultChunkBytes,
+        );
+        return;
+      }
+      const plan = planResponse(req, {
+        size,
+        etag: `"syn-${seed}-${size}"`,
+        contentType: 'application/octet-stream',
+      });
+      respond(req, res, plan, () => new SyntheticPayload(seed, plan.start, plan.length));
+      return;
+    }
+    findStaticFile(config.root, url.pathname).then(
+      (file) => {
+        if (!file) {
+          res
+            .writeHead(404, { 'content-type': 'text/plain', 'content-length': 10 })
+            .end('Not Found\n');
+          return;
+        }
+        const plan = planResponse(req, file.representation);
+        respond(
+          req,
+          res,
+          plan,
+          () => new FilePayload(file.path, file.identity, plan.start, plan.length),
+        );
+      },
+      (err: unknown) => {
+        log.warn({ err: String(err) }, 'static file lookup failed');
+        res.writeHead(500, { 'content-length': 0 }).end();
+      },
+    );
+  };
+
+  const server = createServer({ keepAliveTimeout: 65_000 }, handle);
+  server.on('connection', (socket) => clientSockets.track(socket));
+  addresses.http = await listenServer(server, config.listen);
+
+  const metrics = new TierMetrics('be', config.mode);
+  mirrorBackendMetrics(metrics, { counts, clientSockets, storeSockets, backend, storeServer });
+  if (config.metricsListen)
+    addresses.metrics = await metrics.listen(config.metricsListen.host, config.metricsListen.port);
+
+  return {
+    addresses,
+    metrics,
+    async close() {
+      await Promise.all([closeServer(server), storeServer?.close(), metrics.close()]);
+      storeServer?.store.close();
+    },
+  };
+}
+
+/** An ordinary streaming handler: synthetic bytes in `chunk`-sized writes, no Content-Length. */
+function writeChunked(
+  req: IncomingMessage,
+  res: ServerResponse,
+  seed: number,
+  size: number,
+  chunk: number,
+): void {
+  res.setHeader('content-type', 'application/octet-stream');
+  if (req.method === 'HEAD') {
+    res.end();
+    return;
+  }
+  function* pieces(): Generator<Buffer> {
+    for (const part of syntheticChunks(seed, 0, size)) {
+      for (let at = 0; at < part.length; at += chunk) yield part.subarray(at, at + chunk);
+    }
+  }
+  pipeline(Readable.from(pieces(), { objectMode: false }), res, () => {});
+}
+
+interface BackendParts {
+  readonly counts: { requests: number; realBodyBytes: number };
+  readonly clientSockets: SocketByteCounter;
+  readonly storeSockets: SocketByteCounter;
+  readonly backend: OdbBackend | undefined;
+  readonly storeServer: StoreServer | undefined;
+}
+
+function mirrorBackendMetrics(metrics: TierMetrics, parts: BackendParts): void {
+  const { counts, clientSockets, storeSockets, backend, storeServer } = parts;
+  metrics.mirror({
+    name: 'odb_requests_total',
+    help: 'HTTP requests received',
+    type: 'counter',
+    read: () => [[{}, counts.requests]],
+  });
+  metrics.mirror({
+    name: 'odb_socket_bytes_total',
+    help: 'Bytes received and sent on sockets, by peer (headers and framing included)',
+    type: 'counter',
+    labelNames: ['peer', 'direction'],
+    read: () => [
+      [{ peer: 'client', direction: 'received' }, clientSockets.bytesRead],
+      [{ peer: 'client', direction: 'sent' }, clientSockets.bytesWritten],
+      [{ peer: 'store-client', direction: 'received' }, storeSockets.bytesRead],
+      [{ peer: 'store-client', direction: 'sent' }, storeSockets.bytesWritten],
+    ],
+  });
+  metrics.mirror({
+    name: 'odb_body_bytes_total',
+    help: 'Response body bytes, by how they left: real bytes or as a descriptor',
+    type: 'counter',
+    labelNames: ['kind'],
+    read: () => [
+      [{ kind: 'real' }, backend ? backend.stats.realBytes : counts.realBodyBytes],
+      [{ kind: 'virtual' }, backend?.stats.virtualBytes ?? 0],
+    ],
+  });
+  metrics.mirror({
+    name: 'odb_descriptor_responses_total',
+    help: 'Responses answered with a descriptor',
+    type: 'counter',
+    read: () => [[{}, backend?.stats.virtualResponses ?? 0]],
+  });
+  if (!storeServer) return;
+  const store = storeServer.store;
+  metrics.mirror({
+    name: 'odb_store_entries',
+    help: 'Payloads held by the buffer store',
+    type: 'gauge',
+    read: () => [[{}, store.stats.entries]],
+  });
+  metrics.mirror({
+    name: 'odb_store_charged_bytes',
+    help: 'Budget bytes charged by held payloads',
+    type: 'gauge',
+    read: () => [[{}, store.stats.chargedBytes]],
+  });
+  metrics.mirror({
+    name: 'odb_store_payloads_total',
+    help: 'Payloads by fate: registered, released, expired, or rejected because the store was full',
+    type: 'counter',
+    labelNames: ['event'],
+    read: () => [
+      [{ event: 'registered' }, store.stats.registered],
+      [{ event: 'released' }, store.stats.released],
+      [{ event: 'expired' }, store.stats.expired],
+      [{ event: 'rejected_full' }, store.stats.rejectedFull],
+    ],
+  });
+  metrics.mirror({
+    name: 'odb_store_fetches_total',
+    help: 'Fetches served by the buffer store',
+    type: 'counter',
+    read: () => [[{}, storeServer.stats.fetches]],
+  });
+  metrics.mirror({
+    name: 'odb_store_fetched_bytes_total',
+    help: 'Payload bytes served by the buffer store',
+    type: 'counter',
+    read: () => [[{}, storeServer.stats.fetchedBytes]],
+  });
+  metrics.mirror({
+    name: 'odb_errors_total',
+    help: 'Errors by stable code',
+    type: 'counter',
+    labelNames: ['code'],
+    read: () => samplesByLabel('code', storeServer.stats.errors),
+  });
+}

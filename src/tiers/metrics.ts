@@ -1,0 +1,85 @@
+/**
+ * Prometheus exposition for a tier, on its own listener. Components keep plain counters; they are
+ * read only when scraped, so the data path pays nothing for metrics.
+ */
+import { createServer, type Server } from 'node:http';
+import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import { closeServer, listenServer } from '../net/listen.js';
+
+type Labels = Record<string, string>;
+/** Current values of one metric: one entry per label set. */
+export type Samples = readonly (readonly [Labels, number])[];
+
+/** One metric mirrored from component counters. */
+export interface MirroredMetric {
+  readonly name: string;
+  readonly help: string;
+  readonly type: 'counter' | 'gauge';
+  readonly labelNames?: readonly string[];
+  readonly read: () => Samples;
+}
+
+/** The registry of one tier process. */
+export class TierMetrics {
+  readonly registry = new Registry();
+  #server: Server | undefined;
+
+  /** `tier` becomes a default label on every metric. */
+  constructor(tier: string, mode: string) {
+    this.registry.setDefaultLabels({ tier, mode });
+    collectDefaultMetrics({ register: this.registry });
+  }
+
+  /** Exposes a metric whose values `read` returns at scrape time. */
+  mirror(metric: MirroredMetric): void {
+    const { name, help, labelNames = [], read } = metric;
+    if (metric.type === 'counter') {
+      new Counter({
+        name,
+        help,
+        labelNames,
+        registers: [this.registry],
+        collect() {
+          this.reset();
+          for (const [labels, value] of read()) this.inc(labels, value);
+        },
+      });
+    } else {
+      new Gauge({
+        name,
+        help,
+        labelNames,
+        registers: [this.registry],
+        collect() {
+          for (const [labels, value] of read()) this.set(labels, value);
+        },
+      });
+    }
+  }
+
+  /** Serves `GET /metrics` on `host:port`; resolves to the bound address. */
+  async listen(host: string, port: number): Promise<string> {
+    const server = createServer((req, res) => {
+      if (req.url !== '/metrics') {
+        res.writeHead(404).end();
+        return;
+      }
+      this.registry.metrics().then(
+        (text) => res.writeHead(200, { 'content-type': this.registry.contentType }).end(text),
+        (err: Error) => res.writeHead(500).end(err.message),
+      );
+    });
+    this.#server = server;
+    return listenServer(server, { host, port });
+  }
+
+  async close(): Promise<void> {
+    const server = this.#server;
+    if (server) await closeServer(server);
+  }
+}
+
+/** Samples of a record of counters keyed by one label (e.g. errors by code). */
+export function samplesByLabel(label: string, record: Partial<Record<string, number>>): Samples {
+  return Object.entries(record).map(([key, value]) => [{ [label]: key }, value ?? 0] as const);
+}
