@@ -1,0 +1,45 @@
+/** Reading figures back from a tier's Prometheus endpoint. */
+
+/** One parsed sample line. */
+export interface Sample {
+  readonly name: string;
+  readonly labels: Readonly<Record<string, string>>;
+  readonly value: number;
+}
+
+/** Parses Prometheus text exposition (sample lines only). */
+export function parsePrometheus(text: string): Sample[] {
+  const samples: Sample[] = [];
+  for (const line of text.split('\n')) {
+    if (line === '' || line.startsWith('#')) continue;
+    const match = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)/.exec(line);
+    if (!match) continue;
+    const labels: Record<string, string> = {};
+    for (const pair of (match[2] ?? '').matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g)) {
+      labels[pair[1]!] = pair[2]!;
+    }
+    samples.push({ name: match[1]!, labels, value: Number(match[3]) });
+  }
+  return samples;
+}
+
+/** Sum of the samples named `name` whose labels include `labels`. */
+export function metricValue(
+  samples: readonly Sample[],
+  name: string,
+  labels: Record<string, string> = {},
+): number {
+  let total = 0;
+  for (const s of samples) {
+    if (s.name !== name) continue;
+    if (Object.entries(labels).every(([k, v]) => s.labels[k] === v)) total += s.value;
+  }
+  return total;
+}
+
+/** Fetches and parses `http://<address>/metrics`. */
+export async function scrape(address: string): Promise<Sample[]> {
+  const response = await fetch(`http://${address}/metrics`);
+  if (!response.ok) throw new Error(`metrics at ${address}: HTTP ${response.status}`);
+  return parsePrometheus(await response.text());
+}
