@@ -12,7 +12,7 @@ import { fork } from 'node:child_process';
 import { createServer, connect, type Socket } from 'node:net';
 import { Writable } from 'node:stream';
 import { parseArgs } from 'node:util';
-import type { Keyring} from '../src/keys/keyring.js';
+import type { Keyring } from '../src/keys/keyring.js';
 import { generateClusterKey, formatKeyFile, parseKeyFile } from '../src/keys/keyring.js';
 import {
   decodeDescriptor,

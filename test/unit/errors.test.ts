@@ -8,7 +8,9 @@ import { repoRoot } from '../helpers/repo.js';
 
 test('docs/errors.md lists exactly the codes of the registry', () => {
   const page = readFileSync(join(repoRoot, 'docs/errors.md'), 'utf8');
-  const documented = new Set([...page.matchAll(/^\| `(ODB_ERR_[A-Z_]+)` \|/gm)].map((m) => m[1]));
+  const documented = new Set(
+    [...page.matchAll(/^\|\s*`(ODB_ERR_[A-Z_]+)`\s*\|/gm)].map((m) => m[1]),
+  );
   assert.deepEqual([...documented].sort(), Object.keys(errorCodes).sort());
 });
 
