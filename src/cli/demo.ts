@@ -9,7 +9,7 @@ import type { Command } from 'commander';
 import { z } from 'zod';
 import { startChain, type Chain } from '../harness/chain.js';
 import { runLoadProcess } from '../harness/load-process.js';
-import { cpuMicros } from '../harness/proc-stat.js';
+import { tierCpuMicros } from '../harness/proc-stat.js';
 import { metricValue, scrape } from '../harness/prometheus.js';
 import type { LoadResult } from '../loadgen/load.js';
 import { writeNewKeyFile } from './keygen.js';
@@ -99,11 +99,11 @@ async function measure(
   const fixedRate = await runLoadProcess(
     [...common, '--rate', String(o.rate), '--connections', String(4 * o.connections)],
     async () => {
-      cpuBefore = tiers.map((t) => cpuMicros(t.pid));
+      cpuBefore = tiers.map(tierCpuMicros);
       bytesBefore = await isUpstreamBytes();
     },
   );
-  const cpuAfter = tiers.map((t) => cpuMicros(t.pid));
+  const cpuAfter = tiers.map(tierCpuMicros);
   const bytesAfter = await isUpstreamBytes();
   const requests = Math.max(1, fixedRate.requests);
   const cpuPerRequest = Object.fromEntries(

@@ -8,7 +8,9 @@ import { registerTierCommands } from './tier-commands.js';
 
 const program = new Command('odb')
   .description('On-Demand Buffers: large payloads bypass the tiers that do not read them')
-  .showHelpAfterError();
+  .showHelpAfterError()
+  // Usage errors exit 2 (like invalid option values); help exits 0. Subcommands inherit this.
+  .exitOverride((err) => process.exit(err.exitCode === 0 ? 0 : 2));
 registerKeygen(program);
 registerTierCommands(program);
 registerLoad(program);

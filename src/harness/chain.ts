@@ -1,5 +1,10 @@
-/** A whole FE → IS… → BE chain of real `odb` processes on loopback. */
+/** A whole FE → IS… → BE chain of real processes on loopback: ours, with nginx as IS if asked. */
+import { startNginx } from './nginx.js';
+import type { TierHandle } from './tier-handle.js';
 import { startOdbProcess, type OdbProcess } from './tier-process.js';
+
+/** What runs as the intermediate tiers. */
+export type IntermediateKind = 'odb' | 'nginx';
 
 /** What chain to start. */
 export interface ChainOptions {
@@ -8,8 +13,12 @@ export interface ChainOptions {
   readonly keyFile?: string;
   /** Directory the BE serves. */
   readonly root: string;
-  /** Number of `odb is` tiers between FE and BE. Default 1. */
+  /** Number of intermediate tiers between FE and BE. Default 1. */
   readonly intermediates?: number;
+  /** `odb is` (default) or a stock nginx. */
+  readonly intermediateKind?: IntermediateKind;
+  /** nginx only: veto the shortcut by removing `odb-accept`. */
+  readonly nginxVeto?: boolean;
   /** Host to listen on. Default 127.0.0.1. */
   readonly host?: string;
   readonly beArgs?: readonly string[];
@@ -22,10 +31,10 @@ export interface ChainOptions {
 export interface Chain {
   readonly be: OdbProcess;
   /** Intermediates, nearest the FE first. */
-  readonly intermediates: readonly OdbProcess[];
+  readonly intermediates: readonly TierHandle[];
   readonly fe: OdbProcess;
-  /** Every process, BE first. */
-  readonly processes: readonly OdbProcess[];
+  /** Every tier, BE first. */
+  readonly processes: readonly TierHandle[];
   /** URL of `path` at the FE. */
   url(path: string): string;
   stop(): Promise<void>;
@@ -37,7 +46,7 @@ export async function startChain(options: ChainOptions): Promise<Chain> {
   const any = `${host}:0`;
   const common = ['--metrics-listen', any, '--log-level', options.logLevel ?? 'info'];
   const key = options.keyFile ? ['--key-file', options.keyFile] : [];
-  const started: OdbProcess[] = [];
+  const started: TierHandle[] = [];
   try {
     const be = await startOdbProcess('be', [
       'be',
@@ -55,17 +64,25 @@ export async function startChain(options: ChainOptions): Promise<Chain> {
     ]);
     started.push(be);
     let upstream = `http://${be.addresses.http}`;
-    const intermediates: OdbProcess[] = [];
+    const intermediates: TierHandle[] = [];
     for (let i = options.intermediates ?? 1; i > 0; i--) {
-      const is = await startOdbProcess(`is${i}`, [
-        'is',
-        '--listen',
-        any,
-        '--upstream',
-        upstream,
-        ...common,
-        ...(options.isArgs ?? []),
-      ]);
+      const is =
+        options.intermediateKind === 'nginx'
+          ? await startNginx({
+              name: `is${i}`,
+              upstreams: [upstream.slice('http://'.length)],
+              host,
+              veto: options.nginxVeto,
+            })
+          : await startOdbProcess(`is${i}`, [
+              'is',
+              '--listen',
+              any,
+              '--upstream',
+              upstream,
+              ...common,
+              ...(options.isArgs ?? []),
+            ]);
       started.push(is);
       intermediates.unshift(is);
       upstream = `http://${is.addresses.http}`;
@@ -97,6 +114,6 @@ export async function startChain(options: ChainOptions): Promise<Chain> {
   }
 }
 
-async function stopAll(processes: readonly OdbProcess[]): Promise<void> {
+async function stopAll(processes: readonly TierHandle[]): Promise<void> {
   await Promise.all(processes.map((p) => p.stop()));
 }

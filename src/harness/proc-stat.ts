@@ -26,3 +26,8 @@ export function peakRssBytes(pid: number): number {
   const kib = /^VmHWM:\s+(\d+) kB/m.exec(status)?.[1];
   return Number(kib ?? 0) * 1024;
 }
+
+/** CPU µs of every process of a tier. */
+export function tierCpuMicros(tier: { pids(): number[] }): number {
+  return tier.pids().reduce((sum, pid) => sum + cpuMicros(pid), 0);
+}

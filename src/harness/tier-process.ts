@@ -5,6 +5,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import type { TierHandle } from './tier-handle.js';
 
 /** Path of `bin/odb` in this checkout. */
 export const odbBin = fileURLToPath(new URL('../../../bin/odb', import.meta.url));
@@ -13,12 +14,9 @@ export const odbBin = fileURLToPath(new URL('../../../bin/odb', import.meta.url)
 export type LogLine = Record<string, unknown> & { msg?: string };
 
 /** A running odb child process. */
-export interface OdbProcess {
-  readonly name: string;
+export interface OdbProcess extends TierHandle {
   readonly child: ChildProcess;
   readonly pid: number;
-  /** Addresses from the `ready` line (`http`, `store`, `metrics`, …). */
-  readonly addresses: Readonly<Record<string, string>>;
   /** Every JSON line logged so far. */
   readonly logs: readonly LogLine[];
   /** Standard error so far. */
@@ -109,6 +107,7 @@ export function startOdbProcess(
       name,
       child,
       pid: child.pid!,
+      pids: () => [child.pid!],
       addresses: (ready.addresses ?? {}) as Record<string, string>,
       logs,
       stderr: () => stderr,
