@@ -4,7 +4,7 @@
  *
  *   node dist/examples/backend.js <http-port> <store-port> <key-file> <directory>
  */
-import { createServer } from 'node:http';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { join } from 'node:path';
 import { BufferStore, OdbBackend, StoreServer, loadKeyring } from '../src/index.js';
 
@@ -16,10 +16,7 @@ await new StoreServer({ store }).listen('127.0.0.1', Number(storePort));
 const odb = new OdbBackend({ store, thresholdBytes: 64 * 1024 });
 
 // The application's own handler, unchanged: it knows nothing of ODB.
-function app(
-  req: import('node:http').IncomingMessage,
-  res: import('node:http').ServerResponse,
-): void {
+function app(req: IncomingMessage, res: ServerResponse): void {
   if (req.url === '/report') {
     res.setHeader('content-type', 'text/csv');
     for (let row = 0; row < 20_000; row++) res.write(`${row},${row * row},${'x'.repeat(40)}\n`);
