@@ -12,20 +12,6 @@ const sizeUnits: Readonly<Record<string, number>> = {
   gib: 1024 ** 3,
 };
 
-/** Bytes from `65536`, `64KiB`, `64k`, `1.5MiB` (binary units only: a KiB is 1024 bytes). */
-export function parseSize(text: string | number, what = 'size'): number {
-  const match = /^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$/.exec(String(text));
-  const unit = sizeUnits[match?.[2]?.toLowerCase() ?? 'x'];
-  const bytes = match && unit !== undefined ? Math.round(Number(match[1]) * unit) : NaN;
-  if (!Number.isSafeInteger(bytes)) {
-    throw new OdbError(
-      'ODB_ERR_INVALID_OPTION',
-      `${what}: ${JSON.stringify(text)} is not a size like 64KiB`,
-    );
-  }
-  return bytes;
-}
-
 const durationUnits: Readonly<Record<string, number>> = {
   '': 1,
   ms: 1,
@@ -35,18 +21,33 @@ const durationUnits: Readonly<Record<string, number>> = {
   h: 3_600_000,
 };
 
-/** Milliseconds from `1500`, `1500ms`, `30s`, `2m`. */
-export function parseDuration(text: string | number, what = 'duration'): number {
-  const match = /^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$/.exec(String(text));
-  const unit = durationUnits[match?.[2] ?? 'x'];
-  const ms = match && unit !== undefined ? Math.round(Number(match[1]) * unit) : NaN;
-  if (!Number.isSafeInteger(ms)) {
+/** A number with an optional unit from `units` (matched case-insensitively), as an integer. */
+function parseWithUnit(
+  text: string | number,
+  units: Readonly<Record<string, number>>,
+  what: string,
+  example: string,
+): number {
+  const match = /^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$/.exec(String(text));
+  const unit = units[match?.[2]?.toLowerCase() ?? 'x'];
+  const value = match && unit !== undefined ? Math.round(Number(match[1]) * unit) : NaN;
+  if (!Number.isSafeInteger(value)) {
     throw new OdbError(
       'ODB_ERR_INVALID_OPTION',
-      `${what}: ${JSON.stringify(text)} is not a duration like 30s`,
+      `${what}: ${JSON.stringify(text)} is not ${example}`,
     );
   }
-  return ms;
+  return value;
+}
+
+/** Bytes from `65536`, `64KiB`, `64k`, `1.5MiB` (binary units only: a KiB is 1024 bytes). */
+export function parseSize(text: string | number, what = 'size'): number {
+  return parseWithUnit(text, sizeUnits, what, 'a size like 64KiB');
+}
+
+/** Milliseconds from `1500`, `1500ms`, `30s`, `2m`. */
+export function parseDuration(text: string | number, what = 'duration'): number {
+  return parseWithUnit(text, durationUnits, what, 'a duration like 30s');
 }
 
 /** `1.0 MiB`-style text for reports. */

@@ -3,7 +3,7 @@
  * and chunked synthetic bodies at `/chunked/<n>` (written by an ordinary handler, to exercise the
  * capture path). In odb mode it owns a buffer store and its server.
  */
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Readable, pipeline } from 'node:stream';
 import type { HostPort } from '../net/address.js';
 import type { Keyring } from '../keys/keyring.js';
@@ -12,7 +12,6 @@ import { FilePayload } from '../rab/file-payload.js';
 import type { PayloadSource } from '../rab/payload-source.js';
 import { StoreServer } from '../rab/server.js';
 import { BufferStore } from '../rab/store.js';
-import { closeServer, listenServer } from '../net/listen.js';
 import type { Logger } from '../log.js';
 import { TierMetrics, samplesByLabel } from './metrics.js';
 import { planResponse, type ResponsePlan } from './representation.js';
@@ -24,7 +23,7 @@ import {
   isSyntheticSeed,
   syntheticChunks,
 } from './synthetic.js';
-import type { RunningTier, TierMode } from './tier.js';
+import { runTier, type RunningTier, type TierMode } from './tier.js';
 
 /** Configuration of the back end. */
 export interface BackendConfig {
@@ -159,23 +158,20 @@ export async function startBackend(config: BackendConfig): Promise<RunningTier> 
     );
   };
 
-  const server = createServer({ keepAliveTimeout: 65_000 }, handle);
-  server.on('connection', (socket) => clientSockets.track(socket));
-  addresses.http = await listenServer(server, config.listen);
-
   const metrics = new TierMetrics('be', config.mode);
   mirrorBackendMetrics(metrics, { counts, clientSockets, storeSockets, backend, storeServer });
-  if (config.metricsListen)
-    addresses.metrics = await metrics.listen(config.metricsListen.host, config.metricsListen.port);
-
-  return {
-    addresses,
+  return runTier({
+    handler: handle,
+    listen: config.listen,
+    clientSockets,
     metrics,
-    async close() {
-      await Promise.all([closeServer(server), storeServer?.close(), metrics.close()]);
+    metricsListen: config.metricsListen,
+    addresses,
+    closeParts: async () => {
+      await storeServer?.close();
       storeServer?.store.close();
     },
-  };
+  });
 }
 
 /** An ordinary streaming handler: synthetic bytes in `chunk`-sized writes, no Content-Length. */

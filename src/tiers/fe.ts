@@ -3,20 +3,19 @@
  * verifies descriptor responses and delivers their payloads from the owners' buffer stores. In
  * both modes client-supplied `odb-*` headers never go upstream and none reaches a client.
  */
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { OdbError } from '../errors.js';
 import { OdbGateway, answerBadGateway, stripOdbHeaders } from '../http/frontend.js';
 import type { ResponseHeaders } from '../http/response-sink.js';
 import type { Keyring } from '../keys/keyring.js';
 import type { Logger } from '../log.js';
 import type { HostPort } from '../net/address.js';
-import { closeServer, listenServer } from '../net/listen.js';
 import { isOdbHeader, odbPayloadHeader } from '../protocol/http-headers.js';
 import { HttpRelay, relayAsUsual, type RelayHooks } from './http-relay.js';
 import { TierMetrics, samplesByLabel } from './metrics.js';
 import { mirrorRelayMetrics } from './relay-metrics.js';
 import { SocketByteCounter } from './socket-counter.js';
-import type { RunningTier, TierMode } from './tier.js';
+import { runTier, type RunningTier, type TierMode } from './tier.js';
 
 /** Configuration of the front end. */
 export interface FrontendConfig {
@@ -73,10 +72,6 @@ export async function startFrontend(config: FrontendConfig): Promise<RunningTier
     onUpstreamSocket: (s) => upstreamSockets.track(s),
     logger: log,
   });
-  const server = createServer({ keepAliveTimeout: 65_000 }, relay.handle);
-  server.on('connection', (s) => clientSockets.track(s));
-  const addresses: Record<string, string> = { http: await listenServer(server, config.listen) };
-
   const metrics = new TierMetrics('fe', config.mode);
   mirrorRelayMetrics(metrics, relay, clientSockets, upstreamSockets, storeSockets);
   if (gateway) {
@@ -101,17 +96,14 @@ export async function startFrontend(config: FrontendConfig): Promise<RunningTier
       read: () => samplesByLabel('code', stats.failures),
     });
   }
-  if (config.metricsListen)
-    addresses.metrics = await metrics.listen(config.metricsListen.host, config.metricsListen.port);
-
-  return {
-    addresses,
+  return runTier({
+    handler: relay.handle,
+    listen: config.listen,
+    clientSockets,
     metrics,
-    async close() {
-      await Promise.all([closeServer(server), metrics.close()]);
-      await Promise.all([relay.close(), gateway?.close()]);
-    },
-  };
+    metricsListen: config.metricsListen,
+    closeParts: () => Promise.all([relay.close(), gateway?.close()]),
+  });
 }
 
 /** The response-head hook of an odb front end: deliver shortcuts, relay everything else. */

@@ -3,15 +3,13 @@
  * with keep-alive pools; it knows nothing of ODB, which is the point: descriptor responses cross
  * it like any small response.
  */
-import { createServer } from 'node:http';
 import type { HostPort } from '../net/address.js';
-import { closeServer, listenServer } from '../net/listen.js';
 import type { Logger } from '../log.js';
 import { HttpRelay } from './http-relay.js';
 import { TierMetrics } from './metrics.js';
 import { mirrorRelayMetrics } from './relay-metrics.js';
 import { SocketByteCounter } from './socket-counter.js';
-import type { RunningTier } from './tier.js';
+import { runTier, type RunningTier } from './tier.js';
 
 /** Configuration of an intermediate tier. */
 export interface IntermediateConfig {
@@ -32,19 +30,14 @@ export async function startIntermediate(config: IntermediateConfig): Promise<Run
     onUpstreamSocket: (s) => upstreamSockets.track(s),
     logger: config.logger,
   });
-  const server = createServer({ keepAliveTimeout: 65_000 }, relay.handle);
-  server.on('connection', (s) => clientSockets.track(s));
-  const addresses: Record<string, string> = { http: await listenServer(server, config.listen) };
   const metrics = new TierMetrics('is', 'vanilla');
   mirrorRelayMetrics(metrics, relay, clientSockets, upstreamSockets);
-  if (config.metricsListen)
-    addresses.metrics = await metrics.listen(config.metricsListen.host, config.metricsListen.port);
-  return {
-    addresses,
+  return runTier({
+    handler: relay.handle,
+    listen: config.listen,
+    clientSockets,
     metrics,
-    async close() {
-      await Promise.all([closeServer(server), metrics.close()]);
-      await relay.close();
-    },
-  };
+    metricsListen: config.metricsListen,
+    closeParts: () => relay.close(),
+  });
 }

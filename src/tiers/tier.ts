@@ -1,4 +1,8 @@
+import { createServer, type RequestListener } from 'node:http';
+import type { HostPort } from '../net/address.js';
+import { closeServer, listenServer } from '../net/listen.js';
 import type { TierMetrics } from './metrics.js';
+import type { SocketByteCounter } from './socket-counter.js';
 
 /** Whether a tier takes part in ODB. */
 export type TierMode = 'odb' | 'vanilla';
@@ -10,4 +14,40 @@ export interface RunningTier {
   readonly metrics: TierMetrics;
   /** Stops listening and lets in-flight work finish. */
   close(): Promise<void>;
+}
+
+/** What every tier has in common once its own parts are built. */
+export interface TierParts {
+  readonly handler: RequestListener;
+  readonly listen: HostPort;
+  /** Counts the bytes of client-facing connections. */
+  readonly clientSockets: SocketByteCounter;
+  readonly metrics: TierMetrics;
+  readonly metricsListen?: HostPort;
+  /** Addresses of listeners the tier started itself (e.g. its store). */
+  readonly addresses?: Record<string, string>;
+  /** Closes the tier's own parts, after its listeners stopped. */
+  readonly closeParts: () => Promise<unknown>;
+}
+
+/** Starts the client-facing HTTP listener and the metrics listener of a tier. */
+export async function runTier(parts: TierParts): Promise<RunningTier> {
+  // Long keep-alive: clients and proxies in front hold pooled connections.
+  const server = createServer({ keepAliveTimeout: 65_000 }, parts.handler);
+  server.on('connection', (socket) => parts.clientSockets.track(socket));
+  const addresses: Record<string, string> = { ...parts.addresses };
+  addresses.http = await listenServer(server, parts.listen);
+  if (parts.metricsListen)
+    addresses.metrics = await parts.metrics.listen(
+      parts.metricsListen.host,
+      parts.metricsListen.port,
+    );
+  return {
+    addresses,
+    metrics: parts.metrics,
+    async close() {
+      await Promise.all([closeServer(server), parts.metrics.close()]);
+      await parts.closeParts();
+    },
+  };
 }

@@ -6,7 +6,8 @@ import { after, before, test } from 'node:test';
 import { startChain, type Chain } from '../../src/harness/chain.js';
 import { metricValue, scrape } from '../../src/harness/prometheus.js';
 import { syntheticSha256 } from '../../src/tiers/synthetic.js';
-import { comparableHeaders, get, type GetOptions, type Received } from '../helpers/http.js';
+import { get, type GetOptions, type Received } from '../helpers/http.js';
+import { sameThroughBoth } from '../helpers/compare.js';
 import { workspace } from '../helpers/fixtures.js';
 
 const ws = workspace();
@@ -36,14 +37,8 @@ after(async () => {
 });
 
 /** Requests `path` through both chains; asserts they agree; returns the odb response. */
-async function both(path: string, options: GetOptions = {}): Promise<Received> {
-  const [a, b] = await Promise.all([get(vanilla.url(path), options), get(odb.url(path), options)]);
-  assert.ok(a.complete, `${path}: vanilla body complete`);
-  assert.ok(b.complete, `${path}: odb body complete`);
-  assert.equal(b.status, a.status, `${path}: status`);
-  assert.deepEqual(comparableHeaders(b.headers), comparableHeaders(a.headers), `${path}: headers`);
-  assert.equal(b.sha256, a.sha256, `${path}: body`);
-  return b;
+function both(path: string, options: GetOptions = {}): Promise<Received> {
+  return sameThroughBoth(vanilla, odb, path, options);
 }
 
 async function descriptorResponses(): Promise<number> {

@@ -40,6 +40,22 @@ after(async () => {
   store.close();
 });
 
+/** A valid descriptor of a `length`-byte payload at a store on local `port`. */
+function descriptorAt(port: number, length: number): Descriptor {
+  return signDescriptor(
+    {
+      endpoint: `127.0.0.1:${port}`,
+      payloadId: Buffer.alloc(16),
+      offset: 0,
+      length,
+      totalSize: length,
+      expiresAt: Date.now() + 60_000,
+      open: false,
+    },
+    key,
+  );
+}
+
 function sink(): { target: { start: () => HashSink }; hash: HashSink } {
   const hash = new HashSink();
   return { target: { start: () => hash }, hash };
@@ -192,24 +208,11 @@ test('unreachable store: refused connection and silent peer both fail within the
   const closed = await scriptedServer(() => {});
   await closed.close();
   const quick = new StoreClient({ fetchTimeoutMs: 300 });
-  const forged = (p: number): Descriptor =>
-    signDescriptor(
-      {
-        endpoint: `127.0.0.1:${p}`,
-        payloadId: Buffer.alloc(16),
-        offset: 0,
-        length: 1,
-        totalSize: 1,
-        expiresAt: Date.now() + 60_000,
-        open: false,
-      },
-      key,
-    );
   const started = Date.now();
-  await assert.rejects(quick.fetch(forged(closed.port), sink().target), (e: unknown) =>
+  await assert.rejects(quick.fetch(descriptorAt(closed.port, 1), sink().target), (e: unknown) =>
     isOdbError(e, 'ODB_ERR_STORE_UNREACHABLE'),
   );
-  await assert.rejects(quick.fetch(forged(silent.port), sink().target), (e: unknown) =>
+  await assert.rejects(quick.fetch(descriptorAt(silent.port, 1), sink().target), (e: unknown) =>
     isOdbError(e, 'ODB_ERR_FETCH_TIMEOUT'),
   );
   assert.ok(Date.now() - started < 3000, `took ${Date.now() - started} ms`);
@@ -224,18 +227,7 @@ test('a store dying mid-body destroys the target short of the length', async () 
       socket.write(Buffer.alloc(40_000, 5), () => socket.destroy());
     });
   });
-  const d = signDescriptor(
-    {
-      endpoint: `127.0.0.1:${dying.port}`,
-      payloadId: Buffer.alloc(16),
-      offset: 0,
-      length: 100_000,
-      totalSize: 100_000,
-      expiresAt: Date.now() + 60_000,
-      open: false,
-    },
-    key,
-  );
+  const d = descriptorAt(dying.port, 100_000);
   const { target, hash } = sink();
   await assert.rejects(client.fetch(d, target), (e: unknown) =>
     isOdbError(e, 'ODB_ERR_FETCH_ABORTED'),
@@ -249,18 +241,7 @@ test('a store announcing the wrong length is refused before any byte is delivere
   const liar = await scriptedServer((socket) => {
     socket.once('data', () => socket.write('HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello'));
   });
-  const d = signDescriptor(
-    {
-      endpoint: `127.0.0.1:${liar.port}`,
-      payloadId: Buffer.alloc(16),
-      offset: 0,
-      length: 6,
-      totalSize: 6,
-      expiresAt: Date.now() + 60_000,
-      open: false,
-    },
-    key,
-  );
+  const d = descriptorAt(liar.port, 6);
   let started = false;
   await assert.rejects(
     client.fetch(d, { start: () => ((started = true), new HashSink()) }),
