@@ -4,11 +4,12 @@
 #   haproxy      stock HAProxy, the same role
 #   curl, wrk    third-party clients
 #   iproute2     network namespaces for the multi-host testbed
+#   iputils-ping, python3  testbed checks and its link emulator (scripts/link-emulator.py)
 # Services are not started: tests run their own nginx/HAProxy processes on loopback ports.
 # Idempotent: packages already installed are left alone. Needs network access to the Debian mirror.
 set -euo pipefail
 
-packages=(nginx-light haproxy curl wrk iproute2 procps)
+packages=(nginx-light haproxy curl wrk iproute2 procps iputils-ping python3)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -93,13 +93,21 @@ function invalid(message: string): OdbError {
   return new OdbError('ODB_ERR_INVALID_OPTION', message);
 }
 
-/** Reads the config file (if any) and merges flags over it and defaults under it; validates all. */
-export function resolveOptions<T extends OptionTable>(table: T, command: Command): OptionValues<T> {
+/**
+ * Reads the config file (if any) and merges flags over it and defaults under it; validates all.
+ * `preset` (raw values, e.g. a benchmark profile) sits between the defaults and the file.
+ */
+export function resolveOptions<T extends OptionTable>(
+  table: T,
+  command: Command,
+  preset: Readonly<Record<string, unknown>> = {},
+): OptionValues<T> {
   const cli = command.opts<Record<string, unknown>>();
   const raw: Record<string, unknown> = {};
   for (const [key, spec] of Object.entries(table)) {
     if (spec.default !== undefined) raw[key] = spec.default;
   }
+  Object.assign(raw, preset);
   const configPath = cli.config as string | undefined;
   if (configPath) Object.assign(raw, readConfigFile(table, configPath));
   for (const key of Object.keys(table)) {

@@ -1,10 +1,18 @@
-/** A whole FE → IS… → BE chain of real processes on loopback: ours, with nginx as IS if asked. */
+/**
+ * A whole FE → IS… → BE chain of real processes: ours, or a stock nginx or HAProxy as the
+ * intermediate tiers; on loopback or on the hosts of the testbed.
+ */
+import { startHaproxy } from './haproxy.js';
 import { startNginx } from './nginx.js';
+import { loopback, type Placement } from './placement.js';
 import type { TierHandle } from './tier-handle.js';
 import { startOdbProcess, type OdbProcess } from './tier-process.js';
 
 /** What runs as the intermediate tiers. */
-export type IntermediateKind = 'odb' | 'nginx';
+export type IntermediateKind = 'odb' | 'nginx' | 'haproxy';
+
+/** The roles of a chain, as placement keys. */
+export type ChainRole = 'fe' | 'is1' | 'is2' | 'be';
 
 /** What chain to start. */
 export interface ChainOptions {
@@ -13,14 +21,14 @@ export interface ChainOptions {
   readonly keyFile?: string;
   /** Directory the BE serves. */
   readonly root: string;
-  /** Number of intermediate tiers between FE and BE. Default 1. */
+  /** Number of intermediate tiers between FE and BE (0 to 2). Default 1. */
   readonly intermediates?: number;
-  /** `odb is` (default) or a stock nginx. */
+  /** `odb is` (default), a stock nginx, or a stock HAProxy. */
   readonly intermediateKind?: IntermediateKind;
   /** nginx only: veto the shortcut by removing `odb-accept`. */
   readonly nginxVeto?: boolean;
-  /** Host to listen on. Default 127.0.0.1. */
-  readonly host?: string;
+  /** Where each role runs. Default: all on loopback. */
+  readonly place?: (role: ChainRole) => Placement;
   readonly beArgs?: readonly string[];
   readonly isArgs?: readonly string[];
   readonly feArgs?: readonly string[];
@@ -35,6 +43,8 @@ export interface Chain {
   readonly fe: OdbProcess;
   /** Every tier, BE first. */
   readonly processes: readonly TierHandle[];
+  /** Where each tier runs, by tier name. */
+  readonly placements: Readonly<Record<string, Placement>>;
   /** URL of `path` at the FE. */
   url(path: string): string;
   stop(): Promise<void>;
@@ -42,69 +52,75 @@ export interface Chain {
 
 /** Starts BE, then the intermediates from the BE side, then the FE. */
 export async function startChain(options: ChainOptions): Promise<Chain> {
-  const host = options.host ?? '127.0.0.1';
-  const any = `${host}:0`;
-  const common = ['--metrics-listen', any, '--log-level', options.logLevel ?? 'info'];
+  const place = options.place ?? (() => loopback);
+  // Metrics stay on each host's own loopback: scraping them never crosses a measured link.
+  const common = ['--metrics-listen', '127.0.0.1:0', '--log-level', options.logLevel ?? 'info'];
   const key = options.keyFile ? ['--key-file', options.keyFile] : [];
   const started: TierHandle[] = [];
+  const placements: Record<string, Placement> = {};
+  const odb = (name: string, where: Placement, args: string[]): Promise<OdbProcess> =>
+    startOdbProcess(name, [...args, '--listen', `${where.host}:0`, ...common], {
+      prefix: where.prefix,
+    });
   try {
-    const be = await startOdbProcess('be', [
+    const bePlace = place('be');
+    const be = await odb('be', bePlace, [
       'be',
-      '--listen',
-      any,
       '--store-listen',
-      any,
+      `${bePlace.host}:0`,
       '--root',
       options.root,
       '--mode',
       options.mode,
       ...key,
-      ...common,
       ...(options.beArgs ?? []),
     ]);
     started.push(be);
-    let upstream = `http://${be.addresses.http}`;
+    placements.be = bePlace;
+    let upstream = be.addresses.http!;
     const intermediates: TierHandle[] = [];
     for (let i = options.intermediates ?? 1; i > 0; i--) {
+      const name = `is${i}`;
+      const where = place(name as ChainRole);
       const is =
         options.intermediateKind === 'nginx'
           ? await startNginx({
-              name: `is${i}`,
-              upstreams: [upstream.slice('http://'.length)],
-              host,
+              name,
+              upstreams: [upstream],
+              placement: where,
               veto: options.nginxVeto,
             })
-          : await startOdbProcess(`is${i}`, [
-              'is',
-              '--listen',
-              any,
-              '--upstream',
-              upstream,
-              ...common,
-              ...(options.isArgs ?? []),
-            ]);
+          : options.intermediateKind === 'haproxy'
+            ? await startHaproxy({ name, upstreams: [upstream], placement: where })
+            : await odb(name, where, [
+                'is',
+                '--upstream',
+                `http://${upstream}`,
+                ...(options.isArgs ?? []),
+              ]);
       started.push(is);
+      placements[name] = where;
       intermediates.unshift(is);
-      upstream = `http://${is.addresses.http}`;
+      upstream = is.addresses.http!;
     }
-    const fe = await startOdbProcess('fe', [
+    const fePlace = place('fe');
+    const fe = await odb('fe', fePlace, [
       'fe',
-      '--listen',
-      any,
       '--upstream',
-      upstream,
+      `http://${upstream}`,
       '--mode',
       options.mode,
       ...key,
-      ...common,
       ...(options.feArgs ?? []),
     ]);
     started.push(fe);
+    placements.fe = fePlace;
     return {
       be,
       intermediates,
       fe,
       processes: started,
+      placements,
       url: (path) => `http://${fe.addresses.http}${path}`,
       stop: () => stopAll(started),
     };

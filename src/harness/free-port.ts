@@ -1,4 +1,9 @@
-import { createServer } from 'node:net';
+import { execFile } from 'node:child_process';
+import { connect, createServer } from 'node:net';
+import { promisify } from 'node:util';
+import type { Placement } from './placement.js';
+
+const run = promisify(execFile);
 
 /** A port that was free a moment ago on `host` (for programs that cannot report a bound port). */
 export function freePort(host = '127.0.0.1'): Promise<number> {
@@ -14,7 +19,6 @@ export function freePort(host = '127.0.0.1'): Promise<number> {
 
 /** Resolves once something accepts connections on host:port. */
 export async function waitForPort(host: string, port: number, timeoutMs = 10_000): Promise<void> {
-  const { connect } = await import('node:net');
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const ok = await new Promise<boolean>((resolve) => {
@@ -27,4 +31,30 @@ export async function waitForPort(host: string, port: number, timeoutMs = 10_000
       throw new Error(`nothing listens on ${host}:${port} after ${timeoutMs} ms`);
     await new Promise((r) => setTimeout(r, 25));
   }
+}
+
+/**
+ * Resolves once something listens on `port` where `placement` runs: by connecting on loopback,
+ * or by asking `ss` inside the placement's namespace (a connection from here could not reach it).
+ */
+export async function waitForListen(
+  placement: Placement,
+  port: number,
+  timeoutMs = 10_000,
+): Promise<void> {
+  if (placement.prefix.length === 0) return waitForPort(placement.host, port, timeoutMs);
+  const deadline = Date.now() + timeoutMs;
+  const [command, ...args] = [...placement.prefix, 'ss', '-ltnH', `sport = :${port}`];
+  for (;;) {
+    const { stdout } = await run(command!, args);
+    if (stdout.trim() !== '') return;
+    if (Date.now() > deadline)
+      throw new Error(`nothing listens on port ${port} after ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+/** The port a third-party program should listen on under `placement`. */
+export async function portFor(placement: Placement): Promise<number> {
+  return placement.fixedPort ?? freePort(placement.host);
 }

@@ -4,14 +4,17 @@ import { createInterface } from 'node:readline';
 import type { LoadResult } from '../loadgen/load.js';
 import { odbBin } from './tier-process.js';
 
-/** Runs `odb load <args>`; calls `onMeasuring` when its warm-up ends; resolves with its result. */
+/**
+ * Runs `odb load <args>` (under `prefix`, e.g. on the testbed's client host); calls `onMeasuring`
+ * when its warm-up ends; resolves with its result.
+ */
 export function runLoadProcess(
   args: readonly string[],
   onMeasuring?: () => void | Promise<void>,
+  prefix: readonly string[] = [],
 ): Promise<LoadResult> {
-  const child = spawn(process.execPath, [odbBin, 'load', ...args], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const argv = [...prefix, process.execPath, odbBin, 'load', ...args];
+  const child = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
   child.stderr.setEncoding('utf8').on('data', (t: string) => (stderr += t));
   let result: LoadResult | undefined;

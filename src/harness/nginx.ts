@@ -8,17 +8,18 @@ import { spawn } from 'node:child_process';
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { freePort, waitForPort } from './free-port.js';
+import { portFor, waitForListen } from './free-port.js';
+import { loopback, type Placement } from './placement.js';
 import type { TierHandle } from './tier-handle.js';
 
 /** Options of {@link startNginx}. */
 export interface NginxOptions {
   /** Upstream `host:port`s. */
   readonly upstreams: readonly string[];
-  readonly host?: string;
+  /** Where it runs (default: loopback). */
+  readonly placement?: Placement;
   /** Add `proxy_set_header odb-accept "";`: nginx then vetoes every shortcut. */
   readonly veto?: boolean;
-  readonly prefix?: readonly string[];
   /** Tier name in reports. Default `nginx`. */
   readonly name?: string;
 }
@@ -27,8 +28,14 @@ export interface NginxOptions {
 export interface NginxLogEntry {
   readonly uri: string;
   readonly status: number;
+  /** Bytes received from upstream (head and body), summed over tries. */
   readonly upstreamBytesReceived: number;
   readonly bodyBytesSent: number;
+  /** Bytes of the client's request, and bytes sent to the client. */
+  readonly requestLength: number;
+  readonly bytesSent: number;
+  /** Bytes sent to upstream, summed over tries. */
+  readonly upstreamBytesSent: number;
 }
 
 export interface NginxTier extends TierHandle {
@@ -38,8 +45,9 @@ export interface NginxTier extends TierHandle {
 
 /** Starts nginx in the foreground with a generated configuration. */
 export async function startNginx(options: NginxOptions): Promise<NginxTier> {
-  const host = options.host ?? '127.0.0.1';
-  const port = await freePort(host);
+  const placement = options.placement ?? loopback;
+  const host = placement.host;
+  const port = await portFor(placement);
   const dir = mkdtempSync(join(tmpdir(), 'odb-nginx-'));
   // Workers run as an unprivileged user: they must reach the temp directory (nginx spools large
   // responses to disk there when buffering).
@@ -54,7 +62,7 @@ error_log ${dir}/error.log warn;
 pid ${dir}/nginx.pid;
 events { worker_connections 4096; }
 http {
-    log_format odb '$request_uri $status $upstream_bytes_received $body_bytes_sent';
+    log_format odb '$request_uri $status $upstream_bytes_received $body_bytes_sent $request_length $bytes_sent $upstream_bytes_sent';
     access_log ${dir}/access.log odb;
     client_body_temp_path ${dir}/tmp/body;
     proxy_temp_path ${dir}/tmp/proxy;
@@ -70,14 +78,14 @@ ${options.veto ? '            proxy_set_header odb-accept "";\n' : ''}        }
 }
 `,
   );
-  const argv = [...(options.prefix ?? []), 'nginx', '-p', dir, '-c', conf, '-g', 'daemon off;'];
+  const argv = [...placement.prefix, 'nginx', '-p', dir, '-c', conf, '-g', 'daemon off;'];
   const child = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   child.stderr.setEncoding('utf8').on('data', (t: string) => (stderr += t));
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   try {
     await Promise.race([
-      waitForPort(host, port),
+      waitForListen(placement, port),
       exited.then(() => {
         throw new Error(`nginx exited: ${stderr}`);
       }),
@@ -105,16 +113,23 @@ ${options.veto ? '            proxy_set_header odb-accept "";\n' : ''}        }
 }
 
 function parseAccessLog(text: string): NginxLogEntry[] {
+  // Several upstream tries are listed comma-separated; "-" when there was none.
+  const total = (field = ''): number =>
+    field.split(/[,:] ?/).reduce((sum, v) => sum + (Number(v) || 0), 0);
   return text
     .split('\n')
     .filter((l) => l !== '')
     .map((line) => {
-      const [uri = '', status, upstream, sent] = line.split(' ');
-      // Several upstream tries are listed comma-separated; "-" when there was none.
-      const upstreamBytesReceived = (upstream ?? '')
-        .split(/[,:] ?/)
-        .reduce((sum, v) => sum + (Number(v) || 0), 0);
-      return { uri, status: Number(status), upstreamBytesReceived, bodyBytesSent: Number(sent) };
+      const [uri = '', status, upstream, body, request, sent, upstreamSent] = line.split(' ');
+      return {
+        uri,
+        status: Number(status),
+        upstreamBytesReceived: total(upstream),
+        bodyBytesSent: Number(body),
+        requestLength: Number(request),
+        bytesSent: Number(sent),
+        upstreamBytesSent: total(upstreamSent),
+      };
     });
 }
 

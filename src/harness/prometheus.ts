@@ -1,3 +1,8 @@
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+
+const run = promisify(execFile);
+
 /** Reading figures back from a tier's Prometheus endpoint. */
 
 /** One parsed sample line. */
@@ -37,8 +42,16 @@ export function metricValue(
   return total;
 }
 
-/** Fetches and parses `http://<address>/metrics`. */
-export async function scrape(address: string): Promise<Sample[]> {
+/**
+ * Fetches and parses `http://<address>/metrics`, from inside the placement's namespace when it
+ * has a prefix (the address is then that host's own loopback).
+ */
+export async function scrape(address: string, prefix: readonly string[] = []): Promise<Sample[]> {
+  if (prefix.length > 0) {
+    const [command, ...args] = [...prefix, 'curl', '-sf', `http://${address}/metrics`];
+    const { stdout } = await run(command!, args);
+    return parsePrometheus(stdout);
+  }
   const response = await fetch(`http://${address}/metrics`);
   if (!response.ok) throw new Error(`metrics at ${address}: HTTP ${response.status}`);
   return parsePrometheus(await response.text());

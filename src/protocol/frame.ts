@@ -30,21 +30,31 @@ export const maxFrameBody = {
   [FrameType.hello]: 256,
 } as const satisfies Record<FrameTypeCode, number>;
 
-/** The header of a frame with this type and body length. */
-export function encodeFrameHeader(type: FrameTypeCode, bodyLength: number): Buffer {
+/** Writes the header of a frame with this type and body length into `target` at `offset`. */
+export function writeFrameHeader(
+  target: Buffer,
+  offset: number,
+  type: FrameTypeCode,
+  bodyLength: number,
+): void {
   if (!Number.isInteger(bodyLength) || bodyLength < 0 || bodyLength > maxFrameBody[type]) {
     throw new OdbError(
       'ODB_ERR_FRAME_TOO_LARGE',
       `${bodyLength} bytes for type 0x${type.toString(16)}`,
     );
   }
+  target[offset] = frameMagic0;
+  target[offset + 1] = frameMagic1;
+  target[offset + 2] = frameVersion;
+  target[offset + 3] = type;
+  target.writeUInt32BE(bodyLength, offset + 4);
+  target[offset + 8] = crc8(target, offset, offset + 8);
+}
+
+/** The header of a frame with this type and body length. */
+export function encodeFrameHeader(type: FrameTypeCode, bodyLength: number): Buffer {
   const header = Buffer.allocUnsafe(frameHeaderBytes);
-  header[0] = frameMagic0;
-  header[1] = frameMagic1;
-  header[2] = frameVersion;
-  header[3] = type;
-  header.writeUInt32BE(bodyLength, 4);
-  header[8] = crc8(header, 0, 8);
+  writeFrameHeader(header, 0, type, bodyLength);
   return header;
 }
 
@@ -57,6 +67,21 @@ export function encodeRealFrames(bytes: Buffer): Buffer[] {
     out.push(encodeFrameHeader(FrameType.real, part.length), part);
   }
   return out;
+}
+
+/** Bodies up to this size are framed into one new buffer: a copy is cheaper than a second write. */
+export const copyFramingLimit = 16 * 1024;
+
+/**
+ * `bytes` as R frames ready to write: one buffer (header and a copy of the body) when the body is
+ * small, else headers interleaved with views of `bytes`.
+ */
+export function frameReal(bytes: Buffer): Buffer[] {
+  if (bytes.length === 0 || bytes.length > copyFramingLimit) return encodeRealFrames(bytes);
+  const frame = Buffer.allocUnsafe(frameHeaderBytes + bytes.length);
+  writeFrameHeader(frame, 0, FrameType.real, bytes.length);
+  bytes.copy(frame, frameHeaderBytes);
+  return [frame];
 }
 
 /** Header + body of a V frame carrying a binary descriptor. */

@@ -9,6 +9,7 @@ import {
   encodeFrameHeader,
   encodeRealFrames,
   encodeVirtualFrame,
+  frameReal,
   frameHeaderBytes,
   maxFrameBody,
   type FrameEvent,
@@ -178,4 +179,14 @@ test('real bytes are handed out as views of the input (no copy)', () => {
   });
   assert.equal(seen!.buffer, stream.buffer);
   assert.equal(encodeRealFrames(Buffer.alloc(0)).length, 0);
+});
+
+test('frameReal: one buffer for small bodies, same bytes as the general encoder', () => {
+  for (const size of [1, 100, 16 * 1024, 16 * 1024 + 1, 100_000]) {
+    const body = Buffer.alloc(size, 7);
+    const parts = frameReal(body);
+    assert.equal(parts.length, size <= 16 * 1024 ? 1 : 2);
+    assert.deepEqual(Buffer.concat(parts), Buffer.concat(encodeRealFrames(body)));
+  }
+  assert.deepEqual(frameReal(Buffer.alloc(0)), []);
 });

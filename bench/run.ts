@@ -1,0 +1,240 @@
+/**
+ * `npm run bench -- [options]`: the evaluation harness. Runs the matrix FE–nIS–BE × IS kind ×
+ * mode × payload size at fixed request rates (repeated, medians and spreads), the saturation
+ * search, the CPU-quota experiment of the thesis (§3.6.4) and the echo scenario; writes
+ * results.json, report.md and SVG charts. `--help` lists the options.
+ */
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync, copyFileSync, readdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Command } from 'commander';
+import { writeNewKeyFile } from '../src/cli/keygen.js';
+import { addOptions, resolveOptions, type OptionValues } from '../src/cli/options.js';
+import { formatBytes } from '../src/cli/units.js';
+import { startChain, type Chain, type IntermediateKind } from '../src/harness/chain.js';
+import { limitCpu } from '../src/harness/cgroup.js';
+import { renderCharts } from './charts.js';
+import { runEcho, type EchoRun } from './echo.js';
+import { environment, type Environment } from './environment.js';
+import { measureRun, type RunFigures } from './measure.js';
+import { benchOptions, profiles } from './options.js';
+import { Progress } from './progress.js';
+import { renderReport } from './report.js';
+import { describeRun, summarise, type BenchResults, type Scenario } from './results.js';
+import { searchSaturation, type SaturationOptions } from './saturation.js';
+import { spread } from './stats.js';
+
+type Options = OptionValues<typeof benchOptions>;
+
+interface Topology {
+  readonly intermediates: number;
+  readonly isKind: IntermediateKind;
+}
+
+function topologies(o: Options): Topology[] {
+  const out: Topology[] = [];
+  for (const n of o.intermediates) {
+    if (n === 0) out.push({ intermediates: 0, isKind: 'odb' });
+    else for (const isKind of o.isKinds) out.push({ intermediates: n, isKind });
+  }
+  return out;
+}
+
+function rateFor(o: Options, sizeIndex: number): number {
+  return o.rates[Math.min(sizeIndex, o.rates.length - 1)]!;
+}
+
+/** Seconds each kind of step takes, for the progress estimate. */
+function plan(o: Options): { steps: number; seconds: number } {
+  const run = (o.duration + o.warmup) / 1000 + 0.5;
+  const tops = topologies(o);
+  const matrix = tops.length * o.modes.length * o.sizes.length * o.repeats;
+  const saturation = o.saturationSizes.length * o.modes.length + o.quotas.length * o.modes.length;
+  const echo = o.echoSizes.length * 2 * o.repeats;
+  const chains = tops.length * o.modes.length + saturation;
+  return {
+    steps: matrix + saturation + echo,
+    seconds: matrix * run + saturation * 8 * run + echo * run + chains * 2,
+  };
+}
+
+async function withChain<T>(
+  env: Environment,
+  work: { root: string; keyFile: string },
+  o: Options,
+  topology: Topology,
+  mode: 'vanilla' | 'odb',
+  use: (chain: Chain) => Promise<T>,
+): Promise<T> {
+  const chain = await startChain({
+    mode,
+    root: work.root,
+    keyFile: work.keyFile,
+    intermediates: topology.intermediates,
+    intermediateKind: topology.isKind,
+    place: (role) => env.place(role),
+    beArgs: ['--threshold', String(o.threshold)],
+    logLevel: 'warn',
+  });
+  try {
+    return await use(chain);
+  } finally {
+    await chain.stop();
+  }
+}
+
+async function main(): Promise<void> {
+  const command = addOptions(
+    new Command('bench').description('ODB evaluation harness'),
+    benchOptions,
+  );
+  command.parse(process.argv);
+  const profileName = (command.opts().profile as 'full' | 'smoke' | undefined) ?? 'full';
+  const o = resolveOptions(benchOptions, command, profiles[profileName]);
+  const env = environment(o.env);
+  const outDir = o.out ?? join('bench', 'out', new Date().toISOString().replace(/[:.]/g, '-'));
+  mkdirSync(join(outDir, 'charts'), { recursive: true });
+  const work = { root: mkdtempSync(join(tmpdir(), 'odb-bench-')), keyFile: '' };
+  work.keyFile = join(work.root, 'cluster.key');
+  writeNewKeyFile(work.keyFile);
+
+  const results: BenchResults = {
+    meta: describeRun(
+      ['npm run bench --', ...process.argv.slice(2)].join(' '),
+      env.name,
+      env.byteSource,
+      { ...o },
+    ),
+    points: [],
+    saturation: [],
+    echo: [],
+  };
+  const { steps, seconds } = plan(o);
+  const progress = new Progress(steps, seconds);
+  const cleanup = async (): Promise<void> => {
+    await env.tearDown();
+    rmSync(work.root, { recursive: true, force: true });
+  };
+  process.once('SIGINT', () => void cleanup().finally(() => process.exit(130)));
+
+  await env.setUp();
+  try {
+    const saturationOptions = (startRate: number): SaturationOptions => ({
+      startRate,
+      maxRate: 20_000,
+      p99BoundUs: o.sloP99 * 1000,
+      stepMs: o.duration,
+      warmupMs: o.warmup,
+      connections: o.connections * 4,
+      bisections: 3,
+    });
+
+    for (const topology of topologies(o)) {
+      for (const mode of o.modes) {
+        await withChain(env, work, o, topology, mode, async (chain) => {
+          for (const [i, size] of o.sizes.entries()) {
+            const scenario: Scenario = {
+              ...topology,
+              isKind: topology.intermediates === 0 ? 'none' : topology.isKind,
+              mode,
+              size,
+              rate: rateFor(o, i),
+            };
+            const runs: RunFigures[] = [];
+            for (let r = 0; r < o.repeats; r++) {
+              progress.step(
+                `n=${topology.intermediates} ${scenario.isKind} ${mode} ${formatBytes(size)} run ${r + 1}/${o.repeats}`,
+              );
+              runs.push(
+                await measureRun(env, chain, `/bytes/${size}`, {
+                  rate: scenario.rate,
+                  connections: o.connections,
+                  durationMs: o.duration,
+                  warmupMs: o.warmup,
+                  hashEvery: size >= 256 * 1024 ? 8 : 1,
+                }),
+              );
+            }
+            results.points.push({ scenario, runs, summary: summarise(runs) });
+          }
+          if (topology.intermediates === 1 && topology.isKind === 'odb') {
+            for (const size of o.saturationSizes) {
+              progress.step(`saturation n=1 ${mode} ${formatBytes(size)}`);
+              const result = await searchSaturation(
+                env,
+                chain,
+                `/bytes/${size}`,
+                saturationOptions(100),
+              );
+              results.saturation.push({ intermediates: 1, isKind: 'odb', mode, size, result });
+            }
+          }
+        });
+      }
+    }
+
+    for (const q of o.quotas) {
+      for (const mode of o.modes) {
+        progress.step(`saturation with ${q.tier} limited to ${q.cpus} CPU, ${mode}`);
+        await withChain(env, work, o, { intermediates: 1, isKind: 'odb' }, mode, async (chain) => {
+          const tier = chain.processes.find((p) => p.name === q.tier)!;
+          const limit = limitCpu(`odb-bench-${q.tier}-${process.pid}`, tier.pids(), q.cpus);
+          try {
+            const result = await searchSaturation(
+              env,
+              chain,
+              `/bytes/${o.quotaSize}`,
+              saturationOptions(100),
+            );
+            results.saturation.push({
+              intermediates: 1,
+              isKind: 'odb',
+              mode,
+              size: o.quotaSize,
+              quota: { tier: q.tier, cpus: q.cpus },
+              result,
+            });
+          } finally {
+            limit.remove();
+          }
+        });
+      }
+    }
+
+    for (const size of o.echoSizes) {
+      for (const framing of ['plain', 'framed'] as const) {
+        const runs: EchoRun[] = [];
+        for (let r = 0; r < o.repeats; r++) {
+          progress.step(`echo ${framing} ${size} B run ${r + 1}/${o.repeats}`);
+          runs.push(await runEcho(env, framing, size, o.echoConnections, o.duration, o.warmup));
+        }
+        results.echo.push({
+          framing,
+          size,
+          runs,
+          exchangesPerSecond: spread(runs.map((r) => r.exchangesPerSecond)),
+          p95Us: spread(runs.map((r) => r.latencyUs.p95)),
+          serverCpuUsPerExchange: spread(runs.map((r) => r.serverCpuUsPerExchange)),
+        });
+      }
+    }
+  } finally {
+    await cleanup();
+  }
+
+  results.meta.finishedAt = new Date().toISOString();
+  writeFileSync(join(outDir, 'results.json'), JSON.stringify(results, null, 1));
+  const charts = await renderCharts(results, join(outDir, 'charts'));
+  writeFileSync(join(outDir, 'report.md'), renderReport(results, charts));
+  progress.done(`wrote ${join(outDir, 'report.md')}, results.json and ${charts.length} charts`);
+  if (o.publish) {
+    mkdirSync(join(o.publish, 'charts'), { recursive: true });
+    for (const f of ['report.md', 'results.json'])
+      copyFileSync(join(outDir, f), join(o.publish, f));
+    for (const f of readdirSync(join(outDir, 'charts')))
+      copyFileSync(join(outDir, 'charts', f), join(o.publish, 'charts', f));
+    console.error(`published to ${o.publish}`);
+  }
+}
+
+await main();
