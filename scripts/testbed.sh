@@ -46,6 +46,9 @@ up() {
     ns_exists "$ns" && continue
     ip netns add "$ns"
     ip -n "$ns" link set lo up
+    # Like any proxy host: reuse TIME_WAIT ports for new outgoing connections (a stock nginx opens
+    # one upstream connection per request and would run out of ports in a minute at 500 req/s).
+    ip netns exec "$ns" sysctl -qw net.ipv4.tcp_tw_reuse=1 net.ipv4.ip_local_port_range="1024 65000"
     ip link add "v-$host" netns "$BRIDGE_NS" type veth peer name eth0 netns "$ns"
     ip -n "$ns" link set eth0 address "02:0d:b0:00:00:$index"
     ip -n "$ns" addr add "$SUBNET.$index/24" dev eth0
