@@ -13,13 +13,17 @@ const require = createRequire(import.meta.url);
 let gyp;
 try {
   // npm ships node-gyp; use the copy next to the npm running this install.
-  gyp = require.resolve('node-gyp/bin/node-gyp.js', { paths: [join(dirname(process.execPath), '../lib/node_modules/npm/node_modules'), process.cwd()] });
+  gyp = require.resolve('node-gyp/bin/node-gyp.js', {
+    paths: [join(dirname(process.execPath), '../lib/node_modules/npm/node_modules'), process.cwd()],
+  });
 } catch {
   gyp = undefined;
 }
 const command = gyp ? [process.execPath, [gyp, 'rebuild']] : ['node-gyp', ['rebuild']];
 const result = spawnSync(command[0], command[1], { stdio: 'inherit' });
 if (result.status !== 0) {
-  console.warn('odb: WARNING the lazy-buffer addon did not build; stream mode will work without bypass (data materialised on arrival)');
+  console.warn(
+    'odb: WARNING the lazy-buffer addon did not build; stream mode will work without bypass (data materialised on arrival)',
+  );
 }
 process.exit(0);
