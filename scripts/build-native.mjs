@@ -3,6 +3,7 @@
 // fails the install: stream mode then says so once at start-up and materialises data on arrival.
 import { spawnSync } from 'node:child_process';
 import { createRequire } from 'node:module';
+import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 
 if (process.platform !== 'linux') {
@@ -19,7 +20,14 @@ try {
 } catch {
   gyp = undefined;
 }
-const command = gyp ? [process.execPath, [gyp, 'rebuild']] : ['node-gyp', ['rebuild']];
+// Build against the headers installed with this Node (no download: machines may be offline) unless
+// npm already says where they are.
+const prefix = join(dirname(process.execPath), '..');
+const args = ['rebuild'];
+if (!process.env.npm_config_nodedir && existsSync(join(prefix, 'include/node/node_api.h'))) {
+  args.push(`--nodedir=${prefix}`);
+}
+const command = gyp ? [process.execPath, [gyp, ...args]] : ['node-gyp', args];
 const result = spawnSync(command[0], command[1], { stdio: 'inherit' });
 if (result.status !== 0) {
   console.warn(

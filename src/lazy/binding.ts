@@ -1,0 +1,72 @@
+/**
+ * The typed face of the native lazy-buffer addon (native/lazy.cc, built by node-gyp at install).
+ * Loading never throws: when the addon is missing or userfaultfd is unusable, `loadLazyBinding`
+ * says why, and stream mode falls back to materialising virtual data on arrival.
+ */
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+
+/** Page counts by state over a range of a region. */
+export interface PageStates {
+  readonly missing: number;
+  readonly inFlight: number;
+  readonly clean: number;
+  readonly dirty: number;
+  readonly poisoned: number;
+}
+
+/** What the kernel offered at initialisation. */
+export interface LazyFeatures {
+  /** Writes to filled pages are detected (UFFD write-protect), so clean pages can be forwarded. */
+  readonly writeProtect: boolean;
+  /** Failed pages can be poisoned (Linux ≥ 6.6); without it a failure stops the process. */
+  readonly poison: boolean;
+  readonly pageSize: number;
+}
+
+/** The addon's functions (see native/lazy.cc). */
+export interface LazyBinding {
+  /** Once per process, in the thread that will serve faults. */
+  init(onFault: (id: number, offset: number, length: number) => void): LazyFeatures;
+  initialised(): boolean;
+  /** A new region of `length` bytes: its Buffer and id. `label` names it in fatal messages. */
+  createRegion(length: number, label: string): [Buffer, number];
+  /** Fills `[offset, offset + bytes.length)` (offset page-aligned); false if the region is gone. */
+  fill(id: number, offset: number, bytes: Buffer): boolean;
+  /** Makes reads of the unfilled pages of the range fail (SIGBUS in JS, EFAULT in the kernel). */
+  poison(id: number, offset: number, length: number): boolean;
+  pageStates(id: number, offset: number, length: number): PageStates | null;
+  /** Marks every missing page in flight and returns the chunks to fetch: [offset, length][]. */
+  requestMissing(id: number): [number, number][];
+  /** Reports bytes filled since the last call to V8's external-memory accounting. */
+  syncExternalMemory(): number;
+}
+
+/** Where the addon may be, in the order tried. */
+export function bindingCandidates(): string[] {
+  const root = fileURLToPath(new URL('../../../', import.meta.url));
+  return [`${root}build/Release/odb_lazy.node`, `${root}build/Debug/odb_lazy.node`];
+}
+
+/** The addon, or the reason it cannot be used (every path tried is listed). */
+export function loadLazyBinding(): { binding: LazyBinding } | { reason: string } {
+  if (process.platform !== 'linux')
+    return { reason: `lazy buffers need Linux userfaultfd (this is ${process.platform})` };
+  const require = createRequire(import.meta.url);
+  const tried: string[] = [];
+  for (const path of bindingCandidates()) {
+    if (!existsSync(path)) {
+      tried.push(`${path}: absent`);
+      continue;
+    }
+    try {
+      return { binding: require(path) as LazyBinding };
+    } catch (err) {
+      tried.push(`${path}: ${(err as Error).message}`);
+    }
+  }
+  return {
+    reason: `native addon not built (npm ci builds it with node-gyp); tried ${tried.join('; ')}`,
+  };
+}
