@@ -179,13 +179,15 @@ export function descriptorFromText(text: string): Descriptor {
 
 /**
  * Derives the descriptor of a sub-range `[relOffset, relOffset + length)` of `parent`'s range,
- * signed with `key`, without contacting the owner. Open descriptors cannot be narrowed.
+ * signed with `key`, without contacting the owner. Open descriptors cannot be narrowed. A new
+ * expiry may be set (stream mode: the holder keeps the payload alive with a reference).
  */
 export function deriveDescriptor(
   parent: Descriptor,
   key: ClusterKey,
   relOffset: number,
   length: number,
+  expiresAt: number = parent.expiresAt,
 ): Descriptor {
   if (parent.open) throw bad('cannot derive a sub-range of an open descriptor');
   if (
@@ -200,7 +202,7 @@ export function deriveDescriptor(
       `sub-range ${relOffset}+${length} of a ${parent.length}-byte range`,
     );
   }
-  return signDescriptor({ ...parent, offset: parent.offset + relOffset, length }, key);
+  return signDescriptor({ ...parent, offset: parent.offset + relOffset, length, expiresAt }, key);
 }
 
 /** Hex payload id, for logs and store keys. */

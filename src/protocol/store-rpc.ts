@@ -7,6 +7,8 @@
  *                                          releases the payload once every byte was sent
  *   DELETE /odb/v1/payload/<descriptor>   release now (204)
  *   GET    /odb/v1/ping                   liveness and store counters (JSON)
+ *   POST   /odb/v1/batch                  lines "retain <descriptor>" / "release <descriptor>",
+ *                                          applied in order (stream mode)
  *
  * Errors: an HTTP status, the stable code in `odb-error`, and a JSON body {code, message}.
  */
@@ -14,6 +16,9 @@ import type { OdbErrorCode } from '../errors.js';
 
 export const payloadPathPrefix = '/odb/v1/payload/';
 export const pingPath = '/odb/v1/ping';
+export const batchPath = '/odb/v1/batch';
+/** Largest batch body a store accepts. */
+export const maxBatchBytes = 1024 * 1024;
 /** Request header asking the store to release the payload after a complete fetch. */
 export const releaseHeader = 'odb-release';
 export const releaseOnComplete = 'complete';

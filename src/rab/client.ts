@@ -6,6 +6,7 @@ import { Pool } from 'undici';
 import { OdbError, errorCodes, type OdbErrorCode } from '../errors.js';
 import { descriptorToText, type Descriptor } from '../protocol/descriptor.js';
 import {
+  batchPath,
   errorHeader,
   payloadPath,
   pingPath,
@@ -168,6 +169,40 @@ export class StoreClient {
     });
     const text = await body.text();
     if (statusCode !== 204) throw refusalError(statusCode, headers[errorHeader], text);
+  }
+
+  /** The descriptor's bytes in one buffer (for ranges that fit in memory: page fills). */
+  async fetchBuffer(descriptor: Descriptor, options: FetchOptions = {}): Promise<Buffer> {
+    if (descriptor.open)
+      throw new OdbError('ODB_ERR_PROTOCOL', 'cannot fetch an open payload into one buffer');
+    const out = Buffer.allocUnsafe(descriptor.length);
+    let at = 0;
+    const collector = new Writable({
+      write(chunk: Buffer, _enc, cb) {
+        at += chunk.copy(out, at);
+        cb();
+      },
+    });
+    await this.fetch(descriptor, { start: () => collector }, options);
+    if (at !== descriptor.length)
+      throw new OdbError('ODB_ERR_FETCH_ABORTED', `${at} of ${descriptor.length} bytes`);
+    return out;
+  }
+
+  /** Sends `retain`/`release` lines to the store at `endpoint`, applied there in order. */
+  async batch(
+    endpoint: string,
+    lines: readonly string[],
+  ): Promise<{ applied: number; missing: number }> {
+    const { statusCode, headers, body } = await this.#pool(endpoint).request({
+      path: batchPath,
+      method: 'POST',
+      body: lines.join('\n'),
+      headers: { 'content-type': 'text/plain' },
+    });
+    const text = await body.text();
+    if (statusCode !== 200) throw refusalError(statusCode, headers[errorHeader], text);
+    return JSON.parse(text) as { applied: number; missing: number };
   }
 
   /** The store's ping answer (liveness and counters). */

@@ -11,7 +11,9 @@ import {
   type Descriptor,
 } from '../protocol/descriptor.js';
 import {
+  batchPath,
   errorHeader,
+  maxBatchBytes,
   payloadPathPrefix,
   pingPath,
   releaseHeader,
@@ -19,6 +21,7 @@ import {
   statusForError,
 } from '../protocol/store-rpc.js';
 import { pumpSource } from './pump.js';
+import { referenceToken } from './references.js';
 import type { BufferStore, StoreEntry } from './store.js';
 
 /** Options of a {@link StoreServer}. */
@@ -28,6 +31,13 @@ export interface StoreServerOptions {
   readonly maxConcurrentFetches?: number;
   /** Called with every accepted connection (for byte counters). */
   readonly onSocket?: (socket: Socket) => void;
+  /**
+   * How long a fetch or retain of an unknown payload waits for its registration (stream mode
+   * registers payloads from another thread, so a fetch may overtake it). Default 0.
+   */
+  readonly registrationWaitMs?: number;
+  /** More counters for the ping answer (stream mode: the agent's lazy-buffer counters). */
+  readonly pingExtras?: () => Readonly<Record<string, number>>;
   readonly logger?: Logger;
 }
 
@@ -49,11 +59,15 @@ export class StoreServer {
   readonly #server: Server;
   readonly #maxConcurrent: number;
   readonly #log: Logger;
+  readonly #registrationWaitMs: number;
+  readonly #pingExtras: StoreServerOptions['pingExtras'];
 
   constructor(options: StoreServerOptions) {
     this.store = options.store;
     this.#maxConcurrent = options.maxConcurrentFetches ?? 4096;
     this.#log = options.logger ?? silentLogger;
+    this.#registrationWaitMs = options.registrationWaitMs ?? 0;
+    this.#pingExtras = options.pingExtras;
     this.#server = createServer({ keepAliveTimeout: 65_000 }, (req, res) => this.#handle(req, res));
     if (options.onSocket) this.#server.on('connection', options.onSocket);
   }
@@ -94,6 +108,10 @@ export class StoreServer {
       res.writeHead(405, { allow: 'GET, DELETE' }).end();
       return;
     }
+    if (url === batchPath && req.method === 'POST') {
+      void this.#batch(req, res);
+      return;
+    }
     if (url === pingPath && req.method === 'GET') {
       const { entries, chargedBytes } = this.store.stats;
       const body = JSON.stringify({
@@ -101,6 +119,7 @@ export class StoreServer {
         endpoint: this.store.endpoint,
         entries,
         chargedBytes,
+        ...this.#pingExtras?.(),
       });
       res.writeHead(200, { 'content-type': 'application/json' }).end(body);
       return;
@@ -112,6 +131,45 @@ export class StoreServer {
     const descriptor = descriptorFromText(text);
     verifyDescriptor(descriptor, this.store.keyring, Date.now());
     return descriptor;
+  }
+
+  /** Waits (briefly, in stream mode) for a payload registered by another thread. */
+  async #known(id: string): Promise<void> {
+    if (this.store.has(id) || this.#registrationWaitMs === 0) return;
+    await this.store.whenRegistered(id, this.#registrationWaitMs);
+  }
+
+  /**
+   * Applies `retain <descriptor>` / `release <descriptor>` lines in order; answers how many met a
+   * registered payload (the others wait for it, see BufferStore.retainReference).
+   */
+  async #batch(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    try {
+      const body = await readSmallBody(req, maxBatchBytes);
+      let applied = 0;
+      let missing = 0;
+      for (const line of body.split('\n')) {
+        if (line === '') continue;
+        const [verb, text = ''] = line.split(' ');
+        const descriptor = this.#authorise(text);
+        const id = payloadIdHex(descriptor);
+        const token = referenceToken(descriptor.bytes);
+        if (verb === 'retain') {
+          if (this.store.retainReference(id, token)) applied++;
+          else missing++;
+        } else if (verb === 'release') {
+          if (this.store.releaseReference(id, token)) applied++;
+          else missing++;
+        } else {
+          throw new OdbError('ODB_ERR_PROTOCOL', `unknown batch verb ${JSON.stringify(verb)}`);
+        }
+      }
+      res
+        .writeHead(200, { 'content-type': 'application/json' })
+        .end(JSON.stringify({ applied, missing }));
+    } catch (err) {
+      this.#fail(res, err);
+    }
   }
 
   #release(res: ServerResponse, text: string): void {
@@ -132,6 +190,7 @@ export class StoreServer {
       }
       const descriptor = this.#authorise(text);
       const id = payloadIdHex(descriptor);
+      await this.#known(id);
       entry = this.store.beginRead(id);
       this.stats.inFlight++;
       this.stats.fetches++;
@@ -234,4 +293,21 @@ function planFetch(descriptor: Descriptor, entry: StoreEntry, rangeHeader?: stri
     contentRange: contentRange(range, descriptor.length),
     wholeRange: length === descriptor.length,
   };
+}
+
+/** Reads a request body of at most `limit` bytes as text. */
+function readSmallBody(req: IncomingMessage, limit: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const parts: Buffer[] = [];
+    let size = 0;
+    req.on('data', (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > limit) {
+        req.destroy();
+        reject(new OdbError('ODB_ERR_PROTOCOL', `request body over ${limit} bytes`));
+      } else parts.push(chunk);
+    });
+    req.on('end', () => resolve(Buffer.concat(parts).toString('latin1')));
+    req.on('error', reject);
+  });
 }

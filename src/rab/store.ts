@@ -1,4 +1,5 @@
 import { randomFillSync } from 'node:crypto';
+import { ReferenceLedger, referenceToken } from './references.js';
 import { OdbError } from '../errors.js';
 import type { Keyring } from '../keys/keyring.js';
 import { payloadIdBytes, signDescriptor, type Descriptor } from '../protocol/descriptor.js';
@@ -16,6 +17,8 @@ export interface BufferStoreOptions {
   readonly maxEntries?: number;
   /** Clock, for tests. */
   readonly now?: () => number;
+  /** Called when an entry leaves the store (released or expired). */
+  readonly onDrop?: (entry: StoreEntry, why: 'released' | 'expired') => void;
 }
 
 /** One registered payload. */
@@ -24,13 +27,18 @@ export interface StoreEntry {
   readonly source: PayloadSource;
   /** Budget bytes charged for this entry (memory it holds or may hold). */
   readonly charge: number;
-  readonly expiresAt: number;
   /** True when registered with an unknown length. */
   readonly open: boolean;
   /** Fetches currently streaming this entry; it does not expire under them. */
   readers: number;
   /** Released or expired: no new fetch finds it; the source is abandoned after the last reader. */
   dropped: boolean;
+  /**
+   * References to a counted entry (stream mode: one per process that may still resolve a
+   * descriptor to it); undefined for an entry released by its one consumer.
+   */
+  readonly refs: ReferenceLedger | undefined;
+  expiresAt: number;
 }
 
 /** Counters a store keeps; exposed as metrics. */
@@ -68,6 +76,13 @@ export class BufferStore {
   };
   readonly #now: () => number;
   readonly #entries = new Map<string, StoreEntry>();
+  readonly #waiting = new Map<string, (() => void)[]>();
+  /** References to payloads not registered yet (they reach the store before the payload). */
+  readonly #unregistered = new Map<
+    string,
+    { readonly refs: ReferenceLedger; readonly expiresAt: number }
+  >();
+  readonly #onDrop: BufferStoreOptions['onDrop'];
   #endpoint: string | undefined;
   #sweeper: NodeJS.Timeout | undefined;
 
@@ -77,6 +92,7 @@ export class BufferStore {
     this.ttlMs = options.ttlMs ?? defaultTtlMs;
     this.maxEntries = options.maxEntries ?? 100_000;
     this.#now = options.now ?? Date.now;
+    this.#onDrop = options.onDrop;
   }
 
   /** The endpoint descriptors name; set once the store's server listens. */
@@ -121,12 +137,123 @@ export class BufferStore {
       { endpoint, payloadId, offset: 0, length: size ?? 0, totalSize: size ?? 0, expiresAt, open },
       this.keyring.signing,
     );
-    const id = descriptor.payloadId.toString('hex');
-    this.#entries.set(id, { id, source, charge, expiresAt, open, readers: 0, dropped: false });
-    this.stats.entries = this.#entries.size;
-    this.stats.chargedBytes += charge;
-    this.stats.registered++;
+    this.#add({
+      id: descriptor.payloadId.toString('hex'),
+      source,
+      charge,
+      expiresAt,
+      open,
+      readers: 0,
+      dropped: false,
+      refs: undefined,
+    });
     return descriptor;
+  }
+
+  /**
+   * Registers `source` under a descriptor signed elsewhere in this process (stream mode signs on
+   * the application's thread), as a counted entry holding the one reference that descriptor
+   * grants. False when full.
+   */
+  adopt(descriptor: Descriptor, source: PayloadSource, charge: number): boolean {
+    if (!this.hasRoomFor(charge)) {
+      this.stats.rejectedFull++;
+      return false;
+    }
+    const id = descriptor.payloadId.toString('hex');
+    const refs = this.#unregistered.get(id)?.refs ?? new ReferenceLedger();
+    this.#unregistered.delete(id);
+    refs.retain(referenceToken(descriptor.bytes));
+    const entry: StoreEntry = {
+      id,
+      source,
+      charge,
+      expiresAt: descriptor.expiresAt,
+      open: descriptor.open,
+      readers: 0,
+      dropped: false,
+      refs,
+    };
+    this.#add(entry);
+    // Its only holder may have been done before the payload got here.
+    if (refs.count === 0) this.#drop(entry, 'released');
+    return true;
+  }
+
+  #add(entry: StoreEntry): void {
+    this.#entries.set(entry.id, entry);
+    this.stats.entries = this.#entries.size;
+    this.stats.chargedBytes += entry.charge;
+    this.stats.registered++;
+    const waiting = this.#waiting.get(entry.id);
+    if (waiting) {
+      this.#waiting.delete(entry.id);
+      for (const wake of waiting) wake();
+    }
+  }
+
+  /**
+   * Adds the reference `token` grants to a counted entry and extends its life by the TTL. For a
+   * payload not registered yet, the reference waits for it (up to the TTL); false then.
+   */
+  retainReference(id: string, token: string): boolean {
+    const entry = this.#entries.get(id);
+    if (!entry?.refs) {
+      this.#pendingReferences(id)?.retain(token);
+      return false;
+    }
+    entry.refs.retain(token);
+    entry.expiresAt = Math.max(entry.expiresAt, this.#now() + this.ttlMs);
+    if (entry.refs.count === 0) this.#drop(entry, 'released');
+    return true;
+  }
+
+  /**
+   * Gives back the reference `token` granted; the entry goes with its last reference. For a
+   * payload not registered yet, the release waits for it (up to the TTL); false then.
+   */
+  releaseReference(id: string, token: string): boolean {
+    const entry = this.#entries.get(id);
+    if (!entry?.refs) {
+      this.#pendingReferences(id)?.release(token);
+      return false;
+    }
+    entry.refs.release(token);
+    if (entry.refs.count === 0) this.#drop(entry, 'released');
+    return true;
+  }
+
+  /** The ledger of a payload not registered yet; undefined once too many are pending. */
+  #pendingReferences(id: string): ReferenceLedger | undefined {
+    const pending = this.#unregistered.get(id);
+    if (pending) return pending.refs;
+    if (this.#unregistered.size >= this.maxEntries) return undefined;
+    const refs = new ReferenceLedger();
+    this.#unregistered.set(id, { refs, expiresAt: this.#now() + this.ttlMs });
+    return refs;
+  }
+
+  /**
+   * Resolves true once an entry with this id is held (registrations and fetches reach a store by
+   * different paths), false after `timeoutMs`.
+   */
+  whenRegistered(id: string, timeoutMs: number): Promise<boolean> {
+    if (this.#entries.has(id)) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const wake = (): void => {
+        clearTimeout(timer);
+        resolve(true);
+      };
+      const timer = setTimeout(() => {
+        const list = this.#waiting.get(id);
+        const i = list?.indexOf(wake) ?? -1;
+        if (list && i >= 0) list.splice(i, 1);
+        if (list?.length === 0) this.#waiting.delete(id);
+        resolve(false);
+      }, timeoutMs);
+      timer.unref();
+      this.#waiting.set(id, [...(this.#waiting.get(id) ?? []), wake]);
+    });
   }
 
   /**
@@ -155,10 +282,13 @@ export class BufferStore {
     return this.#entries.has(id);
   }
 
-  /** Releases the entry now (idempotent). Fetches already streaming it finish. */
+  /**
+   * Releases the entry now (idempotent); counted entries go with their last reference instead
+   * (see {@link releaseReference}). Fetches already streaming it finish.
+   */
   release(id: string): boolean {
     const entry = this.#entries.get(id);
-    if (!entry) return false;
+    if (!entry || entry.refs) return false;
     this.#drop(entry, 'released');
     return true;
   }
@@ -169,6 +299,8 @@ export class BufferStore {
     for (const entry of this.#entries.values()) {
       if (entry.readers === 0 && now > entry.expiresAt) this.#drop(entry, 'expired');
     }
+    for (const [id, pending] of this.#unregistered)
+      if (now > pending.expiresAt) this.#unregistered.delete(id);
   }
 
   /** Stops expiring entries and drops them all. */
@@ -185,6 +317,7 @@ export class BufferStore {
     this.stats.chargedBytes -= entry.charge;
     this.stats[why]++;
     entry.dropped = true;
+    this.#onDrop?.(entry, why);
     // Fetches still streaming finish first; then the producer (if any) is told to stop.
     if (entry.readers === 0) entry.source.abandon?.();
   }
