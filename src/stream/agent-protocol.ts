@@ -1,0 +1,60 @@
+/** Messages between a stream-mode process's application thread and its agent worker. */
+import type { LazyFeatures } from '../lazy/binding.js';
+
+/** What the agent is started with (workerData). */
+export interface AgentSettings {
+  readonly keyText: string;
+  readonly storeHost: string;
+  readonly storePort: number;
+  readonly storeAdvertise: string | undefined;
+  readonly budgetBytes: number;
+  readonly ttlMs: number;
+  readonly fetchTimeoutMs: number;
+  readonly fetchRetries: number;
+}
+
+/** Application thread → agent. */
+export type AgentMessage =
+  /** A payload this process sent as a descriptor: keep its bytes (shared memory) for fetches. */
+  | {
+      readonly type: 'register';
+      readonly descriptor: Uint8Array;
+      readonly bytes: SharedArrayBuffer;
+    }
+  /** A lazy region was created for a descriptor (text form). */
+  | { readonly type: 'region'; readonly id: number; readonly descriptor: string }
+  /** A lazy region was garbage-collected: give its reference back to the owner. */
+  | { readonly type: 'region-gone'; readonly id: number }
+  /** A (derived) descriptor is being forwarded: take a reference for the next holder. */
+  | { readonly type: 'retain'; readonly descriptor: string }
+  /** This process is done with the reference a descriptor granted it (text form). */
+  | { readonly type: 'release'; readonly descriptor: string }
+  /** Fetch every missing page of a region (before a kernel write), answer `materialized`. */
+  | { readonly type: 'materialize'; readonly regionId: number; readonly requestId: number }
+  /** Without lazy buffers: fetch into `target`, then set `signal[0]` to 1 (or -1) and notify. */
+  | {
+      readonly type: 'fetch-sync';
+      readonly descriptor: string;
+      readonly target: SharedArrayBuffer;
+      readonly signal: SharedArrayBuffer;
+    };
+
+/** Agent → application thread. */
+export type AgentEvent =
+  | {
+      readonly type: 'ready';
+      readonly endpoint: string;
+      readonly bound: string;
+      readonly lazy: LazyFeatures | null;
+      readonly lazyReason: string | undefined;
+    }
+  /** A payload left the store: its shared memory may go, its budget is free again. */
+  | { readonly type: 'dropped'; readonly id: string; readonly charge: number }
+  | { readonly type: 'materialized'; readonly requestId: number; readonly error?: string }
+  | {
+      readonly type: 'fetch-failed';
+      readonly regionId: number;
+      readonly code: string;
+      readonly message: string;
+    }
+  | { readonly type: 'log'; readonly level: 'warn' | 'info'; readonly message: string };

@@ -1,0 +1,265 @@
+/**
+ * The ODB agent: a worker thread of each stream-mode process. It owns what must keep working while
+ * the application's thread is blocked on a page fault:
+ *   - this process's buffer store and its server (payloads the application sent as descriptors);
+ *   - the lazy-buffer fault handler: fetches a chunk from the owner and fills the pages;
+ *   - references to other owners' payloads: retained when forwarded, released when finalised,
+ *     sent in order per owner, batched.
+ * It talks to the application thread only through messages (see AgentMessage / AgentEvent).
+ */
+import { parentPort, workerData } from 'node:worker_threads';
+import { OdbError, isOdbError } from '../errors.js';
+import { loadLazyBinding, type LazyBinding, type LazyFeatures } from '../lazy/binding.js';
+import { parseKeyFile } from '../keys/keyring.js';
+import {
+  decodeDescriptor,
+  deriveDescriptor,
+  descriptorFromText,
+  descriptorToText,
+  payloadIdHex,
+  type Descriptor,
+} from '../protocol/descriptor.js';
+import { StoreClient } from '../rab/client.js';
+import { MemoryPayload } from '../rab/memory-payload.js';
+import { referenceToken } from '../rab/references.js';
+import { StoreServer } from '../rab/server.js';
+import { BufferStore } from '../rab/store.js';
+import type { AgentEvent, AgentMessage, AgentSettings } from './agent-protocol.js';
+
+const settings = workerData as AgentSettings;
+const keyring = parseKeyFile(settings.keyText);
+const port = parentPort!;
+const post = (event: AgentEvent): void => port.postMessage(event);
+
+const store = new BufferStore({
+  keyring,
+  budgetBytes: settings.budgetBytes,
+  ttlMs: settings.ttlMs,
+  onDrop: (entry) => post({ type: 'dropped', id: entry.id, charge: entry.charge }),
+});
+/** What the agent did for the lazy buffers of this process (in the store's ping answer). */
+const counters = { faults: 0, faultBytes: 0, fetchFailures: 0 };
+const server = new StoreServer({
+  store,
+  registrationWaitMs: 2000,
+  pingExtras: () => ({ ...counters, lazyRegions: regions.size }),
+});
+const bound = await server.listen(settings.storeHost, settings.storePort, settings.storeAdvertise);
+const endpoint = store.endpoint!;
+const client = new StoreClient({
+  fetchTimeoutMs: settings.fetchTimeoutMs,
+  connectionsPerStore: 16,
+});
+
+/** A lazy region the application thread created: what to fetch for it. */
+interface RegionInfo {
+  readonly descriptor: Descriptor;
+  readonly createdAt: number;
+  /** The remote reference was given back early (the region holds every byte). */
+  remoteReleased: boolean;
+}
+const regions = new Map<number, RegionInfo>();
+const pendingFaults = new Map<number, [number, number][]>();
+
+// ---- references to payloads of other owners: ordered per owner, batched -------------------
+
+const queues = new Map<string, { lines: string[]; flushing: boolean }>();
+
+function reference(verb: 'retain' | 'release', descriptor: Descriptor): void {
+  if (descriptor.endpoint === endpoint) {
+    const id = payloadIdHex(descriptor);
+    const token = referenceToken(descriptor.bytes);
+    if (verb === 'retain') store.retainReference(id, token);
+    else store.releaseReference(id, token);
+    return;
+  }
+  let queue = queues.get(descriptor.endpoint);
+  if (!queue) queues.set(descriptor.endpoint, (queue = { lines: [], flushing: false }));
+  queue.lines.push(`${verb} ${descriptorToText(descriptor)}`);
+  if (!queue.flushing) void flush(descriptor.endpoint, queue);
+}
+
+async function flush(owner: string, queue: { lines: string[]; flushing: boolean }): Promise<void> {
+  queue.flushing = true;
+  // Let the current burst accumulate: one request carries every line queued meanwhile.
+  await new Promise((r) => setImmediate(r));
+  while (queue.lines.length > 0) {
+    const lines = queue.lines.splice(0, 512);
+    try {
+      await client.batch(owner, lines);
+    } catch {
+      // The owner is gone or refuses: its entries expire by themselves; nothing to retry.
+    }
+  }
+  queue.flushing = false;
+}
+
+// ---- page faults and materialisation ---------------------------------------------------------
+
+let lazy: LazyBinding | undefined;
+let features: LazyFeatures | undefined;
+let lazyReason: string | undefined;
+
+async function bytesFor(info: RegionInfo, offset: number, length: number): Promise<Buffer> {
+  // A fresh expiry: the descriptor on the wire may be old; the reference keeps the payload alive.
+  const range = deriveDescriptor(
+    info.descriptor,
+    keyring.signing,
+    offset,
+    length,
+    Date.now() + settings.fetchTimeoutMs * 4,
+  );
+  if (range.endpoint === endpoint) {
+    const entry = store.beginRead(payloadIdHex(range));
+    try {
+      const parts: Buffer[] = [];
+      for await (const chunk of entry.source.read(range.offset, range.offset + range.length))
+        parts.push(chunk);
+      return Buffer.concat(parts, range.length);
+    } finally {
+      store.endRead(entry);
+    }
+  }
+  return client.fetchBuffer(range);
+}
+
+/** A first touch of missing pages (a userfaultfd fault, read-ahead included): fetch and fill. */
+function onFault(id: number, offset: number, length: number): void {
+  counters.faults++;
+  counters.faultBytes += length;
+  void fill(id, offset, length);
+}
+
+async function fill(id: number, offset: number, length: number): Promise<void> {
+  const info = regions.get(id);
+  if (!info) {
+    // The fault overtook the region's announcement: serve it when that arrives.
+    pendingFaults.set(id, [...(pendingFaults.get(id) ?? []), [offset, length]]);
+    return;
+  }
+  let lastError: unknown;
+  for (let attempt = 0; attempt <= settings.fetchRetries; attempt++) {
+    try {
+      const bytes = await bytesFor(info, offset, length);
+      lazy!.fill(id, offset, bytes);
+      return;
+    } catch (err) {
+      lastError = err;
+      if (isOdbError(err, 'ODB_ERR_NOT_FOUND') || isOdbError(err, 'ODB_ERR_BAD_MAC')) break; // final
+    }
+  }
+  const code = isOdbError(lastError) ? lastError.code : 'ODB_ERR_FETCH_ABORTED';
+  counters.fetchFailures++;
+  post({
+    type: 'fetch-failed',
+    regionId: id,
+    code,
+    message: String((lastError as Error)?.message ?? lastError),
+  });
+  lazy!.poison(id, offset, length);
+}
+
+async function materialize(id: number): Promise<void> {
+  const chunks = lazy!.requestMissing(id);
+  await Promise.all(chunks.map(([offset, length]) => fill(id, offset, length)));
+  const states = lazy!.pageStates(id, 0, Number.MAX_SAFE_INTEGER);
+  if (states && states.poisoned > 0)
+    throw new OdbError('ODB_ERR_FETCH_ABORTED', `region ${id} could not be fetched`);
+}
+
+const loaded = loadLazyBinding();
+if ('binding' in loaded) {
+  try {
+    features = loaded.binding.init(onFault);
+    lazy = loaded.binding;
+  } catch (err) {
+    lazyReason = `userfaultfd unavailable: ${(err as Error).message}`;
+  }
+} else {
+  lazyReason = loaded.reason;
+}
+
+// ---- messages from the application thread ---------------------------------------------------
+
+async function handle(message: AgentMessage): Promise<void> {
+  switch (message.type) {
+    case 'register': {
+      const descriptor = decodeDescriptor(Buffer.from(message.descriptor));
+      const payload = new MemoryPayload({ expectedSize: descriptor.length });
+      payload.append(Buffer.from(message.bytes));
+      payload.finish();
+      if (!store.adopt(descriptor, payload, descriptor.length)) {
+        post({ type: 'dropped', id: payloadIdHex(descriptor), charge: descriptor.length });
+      }
+      return;
+    }
+    case 'region': {
+      regions.set(message.id, {
+        descriptor: descriptorFromText(message.descriptor),
+        createdAt: Date.now(),
+        remoteReleased: false,
+      });
+      const waiting = pendingFaults.get(message.id);
+      if (waiting) {
+        pendingFaults.delete(message.id);
+        for (const [offset, length] of waiting) void fill(message.id, offset, length);
+      }
+      return;
+    }
+    case 'region-gone': {
+      const info = regions.get(message.id);
+      regions.delete(message.id);
+      if (info && !info.remoteReleased) reference('release', info.descriptor);
+      return;
+    }
+    case 'retain':
+    case 'release':
+      reference(message.type, descriptorFromText(message.descriptor));
+      return;
+    case 'materialize':
+      try {
+        await materialize(message.regionId);
+        // Every byte is here now: this holder no longer needs the owner.
+        const info = regions.get(message.regionId);
+        if (info && !info.remoteReleased) {
+          info.remoteReleased = true;
+          reference('release', info.descriptor);
+        }
+        post({ type: 'materialized', requestId: message.requestId });
+      } catch (err) {
+        post({ type: 'materialized', requestId: message.requestId, error: (err as Error).message });
+      }
+      return;
+    case 'fetch-sync': {
+      // Stream mode without lazy buffers: the application thread waits (Atomics.wait) while this
+      // thread fetches into the shared buffer.
+      const signal = new Int32Array(message.signal);
+      try {
+        const descriptor = descriptorFromText(message.descriptor);
+        const fresh = deriveDescriptor(
+          descriptor,
+          keyring.signing,
+          0,
+          descriptor.length,
+          Date.now() + settings.fetchTimeoutMs * 4,
+        );
+        const bytes = await client.fetchBuffer(fresh);
+        bytes.copy(Buffer.from(message.target));
+        Atomics.store(signal, 0, 1);
+        reference('release', descriptor);
+      } catch {
+        Atomics.store(signal, 0, -1);
+      }
+      Atomics.notify(signal, 0);
+      return;
+    }
+  }
+}
+
+port.on('message', (message: AgentMessage) => {
+  handle(message).catch((err: unknown) =>
+    post({ type: 'log', level: 'warn', message: `agent: ${String(err)}` }),
+  );
+});
+
+post({ type: 'ready', endpoint, bound, lazy: features ?? null, lazyReason });

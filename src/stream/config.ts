@@ -1,0 +1,164 @@
+/**
+ * Stream-mode configuration: a JSON file named by ODB_CONFIG and/or ODB_* environment variables
+ * (variables win). Validated strictly; errors name the setting.
+ *
+ *   ODB_KEY_FILE        cluster key file (required)
+ *   ODB_LISTEN          ports whose accepted connections may speak ODB: "8080,8090", or "*" (all
+ *                       but ODB_CLIENT_FACING); default none
+ *   ODB_CLIENT_FACING   ports that never speak ODB (with ODB_LISTEN=*)
+ *   ODB_CONNECT         peers to speak ODB to: "10.0.0.5:8080,:8090" (":port" = any host), or "*"
+ *                       (learn which peers answer a hello, on a separate probe connection)
+ *   ODB_THRESHOLD       smallest write sent as a descriptor (default 64KiB)
+ *   ODB_STORE_LISTEN    this process's buffer store (default 127.0.0.1:0)
+ *   ODB_STORE_ADVERTISE endpoint written into descriptors (default: the bound address)
+ *   ODB_STORE_BUDGET    memory for payloads sent as descriptors (default 256MiB)
+ *   ODB_STORE_TTL       how long an unreleased payload stays fetchable (default 120s)
+ *   ODB_FETCH_TIMEOUT   budget per fetch attempt (default 5s); ODB_FETCH_RETRIES (default 2)
+ *   ODB_LOG_LEVEL       pino level for ODB's own messages (default warn)
+ */
+import { readFileSync } from 'node:fs';
+import { z } from 'zod';
+import { parseDuration, parseSize } from '../cli/units.js';
+import { OdbError } from '../errors.js';
+import { parseHostPort, type HostPort } from '../net/address.js';
+
+/** A peer pattern: a host and port, or any host on a port. */
+export interface PeerPattern {
+  readonly host: string | undefined;
+  readonly port: number;
+}
+
+/** Validated stream-mode settings. */
+export interface StreamConfig {
+  readonly keyFile: string;
+  readonly listen: readonly number[] | '*';
+  readonly clientFacing: readonly number[];
+  readonly connect: readonly PeerPattern[] | '*';
+  readonly thresholdBytes: number;
+  readonly store: {
+    readonly listen: HostPort;
+    readonly advertise: string | undefined;
+    readonly budgetBytes: number;
+    readonly ttlMs: number;
+  };
+  readonly fetch: { readonly timeoutMs: number; readonly retries: number };
+  readonly logLevel: string;
+}
+
+const ports = z.union([z.literal('*'), z.array(z.coerce.number().int().min(1).max(65535))]);
+const fileSchema = z.strictObject({
+  keyFile: z.string().min(1),
+  listen: ports.optional(),
+  clientFacing: z.array(z.coerce.number().int().min(1).max(65535)).optional(),
+  connect: z.union([z.literal('*'), z.array(z.string())]).optional(),
+  threshold: z.union([z.string(), z.number()]).optional(),
+  store: z
+    .strictObject({
+      listen: z.string().optional(),
+      advertise: z.string().optional(),
+      budget: z.union([z.string(), z.number()]).optional(),
+      ttl: z.union([z.string(), z.number()]).optional(),
+    })
+    .optional(),
+  fetch: z
+    .strictObject({
+      timeout: z.union([z.string(), z.number()]).optional(),
+      retries: z.number().int().min(0).optional(),
+    })
+    .optional(),
+  logLevel: z.string().optional(),
+});
+
+function invalid(message: string): OdbError {
+  return new OdbError('ODB_ERR_INVALID_OPTION', `stream mode: ${message}`);
+}
+
+function list(text: string): string[] {
+  return text
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
+}
+
+function peer(text: string): PeerPattern {
+  if (/^:\d+$/.test(text)) return { host: undefined, port: Number(text.slice(1)) };
+  const { host, port } = parseHostPort(text, 'ODB_CONNECT entry');
+  return { host, port };
+}
+
+/** Reads the configuration; undefined when nothing configures stream mode. */
+export function loadStreamConfig(env: NodeJS.ProcessEnv = process.env): StreamConfig | undefined {
+  let file: z.infer<typeof fileSchema> | undefined;
+  if (env.ODB_CONFIG) {
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(readFileSync(env.ODB_CONFIG, 'utf8'));
+    } catch (err) {
+      throw invalid(`ODB_CONFIG ${env.ODB_CONFIG}: ${(err as Error).message}`);
+    }
+    const result = fileSchema.safeParse(parsed);
+    if (!result.success) {
+      throw invalid(
+        `ODB_CONFIG ${env.ODB_CONFIG}: ${result.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`,
+      );
+    }
+    file = result.data;
+  }
+  const keyFile = env.ODB_KEY_FILE ?? file?.keyFile;
+  if (!keyFile) {
+    if (env.ODB_LISTEN || env.ODB_CONNECT)
+      throw invalid('ODB_KEY_FILE (or keyFile in ODB_CONFIG) is required');
+    return undefined;
+  }
+  const listenText = env.ODB_LISTEN;
+  const listen =
+    listenText === '*'
+      ? '*'
+      : listenText !== undefined
+        ? list(listenText)
+            .map((p) => ports.parse([p]) as number[])
+            .flat()
+        : (file?.listen ?? []);
+  const connectText = env.ODB_CONNECT;
+  const connectRaw =
+    connectText === '*'
+      ? '*'
+      : connectText !== undefined
+        ? list(connectText)
+        : (file?.connect ?? []);
+  try {
+    return {
+      keyFile,
+      listen,
+      clientFacing:
+        env.ODB_CLIENT_FACING !== undefined
+          ? list(env.ODB_CLIENT_FACING).map(Number)
+          : (file?.clientFacing ?? []),
+      connect: connectRaw === '*' ? '*' : connectRaw.map(peer),
+      thresholdBytes: parseSize(env.ODB_THRESHOLD ?? file?.threshold ?? '64KiB', 'ODB_THRESHOLD'),
+      store: {
+        listen: parseHostPort(
+          env.ODB_STORE_LISTEN ?? file?.store?.listen ?? '127.0.0.1:0',
+          'ODB_STORE_LISTEN',
+        ),
+        advertise: env.ODB_STORE_ADVERTISE ?? file?.store?.advertise,
+        budgetBytes: parseSize(
+          env.ODB_STORE_BUDGET ?? file?.store?.budget ?? '256MiB',
+          'ODB_STORE_BUDGET',
+        ),
+        ttlMs: parseDuration(env.ODB_STORE_TTL ?? file?.store?.ttl ?? '120s', 'ODB_STORE_TTL'),
+      },
+      fetch: {
+        timeoutMs: parseDuration(
+          env.ODB_FETCH_TIMEOUT ?? file?.fetch?.timeout ?? '5s',
+          'ODB_FETCH_TIMEOUT',
+        ),
+        retries: Number(env.ODB_FETCH_RETRIES ?? file?.fetch?.retries ?? 2),
+      },
+      logLevel: env.ODB_LOG_LEVEL ?? file?.logLevel ?? 'warn',
+    };
+  } catch (err) {
+    if (err instanceof z.ZodError) throw invalid(err.issues.map((i) => i.message).join('; '));
+    throw err;
+  }
+}

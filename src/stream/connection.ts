@@ -1,0 +1,324 @@
+/**
+ * One socket in stream mode. The per-socket state machine of the thesis, from the connection's
+ * point of view:
+ *
+ *   sniffing        accepted on an ODB port; the first bytes decide: a hello → odb (answered),
+ *                   anything else → plain, those bytes delivered unchanged
+ *   awaiting-hello  we connected and said hello; application writes wait for the answer; an
+ *                   answer that is not a hello fails the connection (it was configured as ODB)
+ *   odb             every byte both ways is framed; received R bytes are delivered as they come,
+ *                   V descriptors as lazy buffers; writes become R or V frames
+ *   plain           nothing ODB: bytes pass unchanged (lazy buffers written here are fetched first)
+ *
+ * The read side replaces the socket's `push` (what Node's stream code calls with each read); the
+ * write side is called from the global `_writeGeneric` interposition.
+ */
+import type { Socket } from 'node:net';
+import { OdbError, isOdbError } from '../errors.js';
+import { decodeDescriptor, verifyDescriptor } from '../protocol/descriptor.js';
+import { FrameDecoder, encodeVirtualFrame, frameReal } from '../protocol/frame.js';
+import { helloFrame, readHello } from './hello.js';
+import { httpHeadLength } from './http-head.js';
+import type { LazyView, StreamRuntime } from './runtime.js';
+import { kOdbConnection } from './symbols.js';
+
+type Mode = 'sniffing' | 'awaiting-hello' | 'odb' | 'plain';
+type WriteCallback = (err?: Error | null) => void;
+type WriteGeneric = (
+  this: Socket,
+  writev: boolean,
+  data: unknown,
+  encoding: string,
+  cb: WriteCallback,
+) => void;
+type Push = (chunk: Buffer | null, encoding?: BufferEncoding) => boolean;
+
+/** The chunks of a `_writeGeneric` call, as buffers. */
+export function chunksOf(writev: boolean, data: unknown, encoding: string): Buffer[] {
+  const one = (chunk: unknown, enc: string): Buffer =>
+    typeof chunk === 'string'
+      ? Buffer.from(chunk, enc as BufferEncoding)
+      : Buffer.isBuffer(chunk)
+        ? chunk
+        : Buffer.from(chunk as Uint8Array);
+  if (!writev) return [one(data, encoding)];
+  return (data as { chunk: unknown; encoding: string }[]).map((e) => one(e.chunk, e.encoding));
+}
+
+/** `_writeGeneric` arguments that write `buffers` in one writev. */
+function asWritev(
+  buffers: Buffer[],
+): { chunk: Buffer; encoding: string }[] & { allBuffers?: boolean } {
+  const data: { chunk: Buffer; encoding: string }[] & { allBuffers?: boolean } = buffers.map(
+    (chunk) => ({ chunk, encoding: 'buffer' }),
+  );
+  data.allBuffers = true;
+  return data;
+}
+
+export class OdbConnection {
+  #mode: Mode;
+  readonly #socket: Socket;
+  readonly #runtime: StreamRuntime;
+  readonly #decoder = new FrameDecoder();
+  readonly #push: Push;
+  readonly #writeGeneric: WriteGeneric;
+  #sniffed: Buffer = Buffer.alloc(0);
+  #held: (() => void)[] = [];
+
+  private constructor(
+    socket: Socket,
+    runtime: StreamRuntime,
+    mode: Mode,
+    writeGeneric: WriteGeneric,
+  ) {
+    this.#socket = socket;
+    this.#runtime = runtime;
+    this.#mode = mode;
+    this.#writeGeneric = writeGeneric;
+    this.#push = socket.push.bind(socket) as Push;
+    (socket as unknown as Record<symbol, OdbConnection>)[kOdbConnection] = this;
+    socket.push = ((chunk: Buffer | null, encoding?: BufferEncoding) =>
+      this.#onRead(chunk, encoding)) as Socket['push'];
+  }
+
+  /** An accepted socket on an ODB port: wait for the peer's first bytes. */
+  static accept(socket: Socket, runtime: StreamRuntime, writeGeneric: WriteGeneric): OdbConnection {
+    return new OdbConnection(socket, runtime, 'sniffing', writeGeneric);
+  }
+
+  /** A connected socket to an ODB peer: say hello first. */
+  static connect(
+    socket: Socket,
+    runtime: StreamRuntime,
+    writeGeneric: WriteGeneric,
+  ): OdbConnection {
+    const connection = new OdbConnection(socket, runtime, 'awaiting-hello', writeGeneric);
+    connection.#raw(helloFrame());
+    return connection;
+  }
+
+  get mode(): Mode {
+    return this.#mode;
+  }
+
+  /** Writes bytes outside the application's stream (hello): libuv keeps them in order. */
+  #raw(bytes: Buffer): void {
+    this.#writeGeneric.call(this.#socket, false, bytes, 'buffer', () => {});
+  }
+
+  #fail(err: OdbError): false {
+    this.#runtime.log.warn({ code: err.code }, `odb connection closed: ${err.message}`);
+    this.#socket.destroy(err);
+    return false;
+  }
+
+  // ---- read side -------------------------------------------------------------------------
+
+  #onRead(chunk: Buffer | null, encoding?: BufferEncoding): boolean {
+    if (chunk === null) {
+      if (this.#mode === 'odb') {
+        try {
+          this.#decoder.end();
+        } catch (err) {
+          return this.#fail(err as OdbError);
+        }
+      } else if (this.#sniffed.length > 0) {
+        this.#mode = 'plain';
+        this.#push(this.#sniffed);
+      }
+      return this.#push(null);
+    }
+    switch (this.#mode) {
+      case 'plain':
+        return this.#push(chunk, encoding);
+      case 'odb':
+        return this.#decode(chunk);
+      case 'sniffing':
+      case 'awaiting-hello':
+        return this.#handshake(chunk);
+    }
+  }
+
+  #handshake(chunk: Buffer): boolean {
+    this.#sniffed = this.#sniffed.length ? Buffer.concat([this.#sniffed, chunk]) : chunk;
+    const hello = readHello(this.#sniffed);
+    if (hello === 'incomplete') return true;
+    const bytes = this.#sniffed;
+    this.#sniffed = Buffer.alloc(0);
+    if (hello === 'not-hello') {
+      if (this.#mode === 'awaiting-hello') {
+        return this.#fail(
+          new OdbError(
+            'ODB_ERR_PROTOCOL',
+            'the peer did not answer the ODB hello (is it running stream mode?)',
+          ),
+        );
+      }
+      this.#plain();
+      return this.#push(bytes);
+    }
+    if (this.#mode === 'sniffing') this.#raw(helloFrame());
+    this.#mode = 'odb';
+    this.#release();
+    return hello < bytes.length ? this.#decode(bytes.subarray(hello)) : true;
+  }
+
+  #plain(): void {
+    this.#mode = 'plain';
+    this.#release();
+  }
+
+  #release(): void {
+    const held = this.#held;
+    this.#held = [];
+    for (const write of held) write();
+  }
+
+  #decode(chunk: Buffer): boolean {
+    let result = true;
+    try {
+      this.#decoder.push(chunk, (event) => {
+        if (event.type === 'real') {
+          if (event.bytes.length > 0) result = this.#push(event.bytes) && result;
+        } else if (event.type === 'virtual') {
+          const descriptor = decodeDescriptor(event.descriptor);
+          verifyDescriptor(descriptor, this.#runtime.keyring, Date.now());
+          result = this.#push(this.#runtime.receive(descriptor)) && result;
+        } else {
+          throw new OdbError('ODB_ERR_PROTOCOL', 'hello in the middle of a connection');
+        }
+      });
+    } catch (err) {
+      return this.#fail(
+        isOdbError(err) ? err : new OdbError('ODB_ERR_PROTOCOL', String(err), { cause: err }),
+      );
+    }
+    return result;
+  }
+
+  // ---- write side ------------------------------------------------------------------------
+
+  /** Called for every application write on this socket (see interpose.ts). */
+  write(writev: boolean, data: unknown, encoding: string, cb: WriteCallback): void {
+    switch (this.#mode) {
+      case 'awaiting-hello':
+        this.#held.push(() => this.write(writev, data, encoding, cb));
+        return;
+      case 'sniffing':
+        // The application speaks first: an ODB peer would have said hello already. Plain.
+        if (this.#sniffed.length > 0) {
+          const bytes = this.#sniffed;
+          this.#sniffed = Buffer.alloc(0);
+          this.#push(bytes);
+        }
+        this.#plain();
+        writePlain(this.#runtime, this.#socket, this.#writeGeneric, writev, data, encoding, cb);
+        return;
+      case 'plain':
+        writePlain(this.#runtime, this.#socket, this.#writeGeneric, writev, data, encoding, cb);
+        return;
+      case 'odb':
+        this.#writeFramed(chunksOf(writev, data, encoding), cb);
+        return;
+    }
+  }
+
+  #writeFramed(chunks: Buffer[], cb: WriteCallback): void {
+    // Lazy chunks that cannot be forwarded as descriptors are fetched first (without blocking),
+    // since they will be copied.
+    const threshold = this.#runtime.config.thresholdBytes;
+    const toFetch: LazyView[] = [];
+    for (const chunk of chunks) {
+      if (chunk.length < threshold) continue;
+      const view = this.#runtime.lazyView(chunk);
+      if (view && !this.#runtime.canForward(view) && !this.#runtime.isMaterialized(view))
+        toFetch.push(view);
+    }
+    if (toFetch.length > 0) {
+      Promise.all(toFetch.map((v) => this.#runtime.materialize(v))).then(
+        () => this.#writeGeneric.call(this.#socket, true, asWritev(this.#frames(chunks)), '', cb),
+        (err: Error) => cb(err),
+      );
+      return;
+    }
+    this.#writeGeneric.call(this.#socket, true, asWritev(this.#frames(chunks)), '', cb);
+  }
+
+  #frames(chunks: Buffer[]): Buffer[] {
+    const runtime = this.#runtime;
+    const threshold = runtime.config.thresholdBytes;
+    const stats = runtime.stats;
+    const out: Buffer[] = [];
+    const real = (bytes: Buffer): void => {
+      if (bytes.length === 0) return;
+      stats.sentReal++;
+      stats.sentRealBytes += bytes.length;
+      out.push(...frameReal(bytes));
+    };
+    for (let chunk of chunks) {
+      if (chunk.length < threshold) {
+        real(chunk);
+        continue;
+      }
+      const view = runtime.lazyView(chunk);
+      if (view && runtime.canForward(view)) {
+        out.push(...encodeVirtualFrame(runtime.forward(view).bytes));
+        continue;
+      }
+      const head = httpHeadLength(chunk);
+      if (head > 0) {
+        real(chunk.subarray(0, head));
+        chunk = chunk.subarray(head);
+        if (chunk.length < threshold) {
+          real(chunk);
+          continue;
+        }
+      }
+      const descriptor = runtime.registerOwn(chunk);
+      if (!descriptor) {
+        real(chunk);
+        continue;
+      }
+      stats.sentVirtual++;
+      stats.sentVirtualBytes += chunk.length;
+      out.push(...encodeVirtualFrame(descriptor.bytes));
+    }
+    return out;
+  }
+}
+
+/**
+ * A write on a plain socket: lazy buffers in it are fetched first, without blocking the thread,
+ * so the kernel never faults on them (the write keeps its place: Node issues no other write on
+ * this socket until this one's callback).
+ */
+export function writePlain(
+  runtime: StreamRuntime,
+  socket: Socket,
+  writeGeneric: WriteGeneric,
+  writev: boolean,
+  data: unknown,
+  encoding: string,
+  cb: WriteCallback,
+): void {
+  const pending: LazyView[] = [];
+  const check = (chunk: unknown): void => {
+    if (typeof chunk === 'string' || !chunk) return;
+    const view = runtime.lazyView(chunk as Uint8Array);
+    if (view && !runtime.isMaterialized(view)) pending.push(view);
+  };
+  if (writev) for (const e of data as { chunk: unknown }[]) check(e.chunk);
+  else check(data);
+  if (pending.length === 0) {
+    writeGeneric.call(socket, writev, data, encoding, cb);
+    return;
+  }
+  Promise.all(pending.map((v) => runtime.materialize(v))).then(
+    () => writeGeneric.call(socket, writev, data, encoding, cb),
+    (err: Error) => {
+      socket.destroy(err);
+      cb(err);
+    },
+  );
+}

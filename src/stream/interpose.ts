@@ -1,0 +1,101 @@
+/**
+ * Where stream mode enters Node's `net` module, process-wide:
+ *   - `net.Server.prototype.emit('connection')`: sockets accepted on ODB ports get an
+ *     OdbConnection (sniffing for a hello) and are kept away from the C++ HTTP parser's direct
+ *     `consume` (their bytes must pass through the frame decoder);
+ *   - `net.Socket.prototype.connect`: once connected to an ODB peer, the socket says hello;
+ *   - `net.Socket.prototype._writeGeneric` (Node 20: every socket write and writev ends there):
+ *     ODB sockets frame; plain sockets fetch lazy buffers first instead of letting the kernel fault.
+ * TLS servers are left alone (ODB frames would have to sit under TLS).
+ */
+import net, { type AddressInfo } from 'node:net';
+import tls from 'node:tls';
+import { OdbConnection, writePlain } from './connection.js';
+import type { PeerPolicy } from './peers.js';
+import type { StreamRuntime } from './runtime.js';
+import { kOdbChecked, kOdbConnection, kOdbInternal } from './symbols.js';
+
+type Marked = net.Socket & {
+  [kOdbConnection]?: OdbConnection;
+  [kOdbInternal]?: boolean;
+  [kOdbChecked]?: boolean;
+  _handle?: { _consumed?: boolean } | null;
+};
+type WriteGeneric = (
+  this: net.Socket,
+  writev: boolean,
+  data: unknown,
+  encoding: string,
+  cb: (err?: Error | null) => void,
+) => void;
+
+/** Host and port a `connect(...)` call aims at, or undefined for IPC paths. */
+function connectTarget(args: unknown[]): { host: string; port: number } | undefined {
+  let options: unknown = args[0];
+  if (Array.isArray(options)) options = options[0]; // net's internal normalised arguments
+  if (typeof options === 'number' || (typeof options === 'string' && /^\d+$/.test(options))) {
+    return { host: typeof args[1] === 'string' ? args[1] : 'localhost', port: Number(options) };
+  }
+  if (options && typeof options === 'object') {
+    const o = options as { port?: number | string | null; host?: string; path?: string | null };
+    if (typeof o.path === 'string' || o.port === undefined || o.port === null) return undefined;
+    return { host: o.host ?? 'localhost', port: Number(o.port) };
+  }
+  return undefined;
+}
+
+export function installInterposition(runtime: StreamRuntime, policy: PeerPolicy): void {
+  const proto = net.Socket.prototype as unknown as {
+    _writeGeneric: WriteGeneric;
+    connect: (...args: unknown[]) => net.Socket;
+  };
+  const writeGeneric = proto._writeGeneric;
+  const connect = proto.connect;
+  const emit = net.Server.prototype.emit;
+
+  net.Server.prototype.emit = function odbEmit(
+    this: net.Server,
+    event: string | symbol,
+    ...args: unknown[]
+  ): boolean {
+    if (event === 'connection' && !(this instanceof tls.Server)) {
+      const socket = args[0] as Marked;
+      const port = (this.address() as AddressInfo | null)?.port;
+      if (port !== undefined && policy.acceptsOn(port) && socket._handle) {
+        // Node's HTTP server reads a fresh TCP handle directly in C++; this one must go through
+        // the frame decoder, so it is marked as already consumed (Node then uses 'data' events).
+        socket._handle._consumed = true;
+        OdbConnection.accept(socket, runtime, writeGeneric);
+      }
+    }
+    return Reflect.apply(emit, this, [event, ...args]) as boolean;
+  } as typeof net.Server.prototype.emit;
+
+  proto.connect = function odbConnect(this: Marked, ...args: unknown[]): net.Socket {
+    const result = connect.apply(this, args);
+    if (!this[kOdbInternal] && !this[kOdbChecked]) {
+      this[kOdbChecked] = true;
+      const target = connectTarget(args);
+      if (target) {
+        this.prependOnceListener('connect', () => {
+          if (this[kOdbConnection]) return;
+          const odb =
+            policy.connectsTo(target.host, target.port) ||
+            (this.remoteAddress !== undefined &&
+              this.remoteAddress !== target.host &&
+              policy.connectsTo(this.remoteAddress, target.port));
+          if (odb) OdbConnection.connect(this, runtime, writeGeneric);
+        });
+      }
+    }
+    return result;
+  };
+
+  proto._writeGeneric = function odbWriteGeneric(this: Marked, writev, data, encoding, cb): void {
+    // While connecting, Node calls this again once connected: decide then.
+    if (this.connecting) return writeGeneric.call(this, writev, data, encoding, cb);
+    const connection = this[kOdbConnection];
+    if (connection) return connection.write(writev, data, encoding, cb);
+    writePlain(runtime, this, writeGeneric, writev, data, encoding, cb);
+  };
+}

@@ -1,0 +1,63 @@
+/**
+ * `node --import odb/register app.js` (or NODE_OPTIONS="--import odb/register"): stream mode for
+ * an unmodified program. Configured by ODB_CONFIG / ODB_* variables (see config.ts). Installing
+ * twice is harmless: a versioned global marker makes the second import a no-op.
+ */
+import { isMainThread } from 'node:worker_threads';
+import { pino } from 'pino';
+import { installHttpParser } from './http-parser.js';
+import { installInterposition } from './interpose.js';
+import { loadStreamConfig } from './config.js';
+import { PeerPolicy } from './peers.js';
+import { StreamRuntime } from './runtime.js';
+
+/** What a process with stream mode installed exposes (for diagnostics and tests). */
+export interface StreamInstallation {
+  readonly runtime: StreamRuntime;
+  /** Why HTTP bodies are not kept virtual through Node's parser, if they are not. */
+  readonly httpParser: string | undefined;
+}
+
+export const registrationMarker = Symbol.for('odb.register.1');
+type Global = typeof globalThis & {
+  [registrationMarker]?: StreamInstallation | 'installing' | 'off';
+};
+
+async function install(): Promise<StreamInstallation | 'off'> {
+  const config = loadStreamConfig();
+  // ODB's own messages go to stderr: the application owns stdout.
+  const log = pino({ name: 'odb', level: config?.logLevel ?? 'warn' }, pino.destination(2));
+  if (!config) {
+    log.warn('stream mode is not configured (set ODB_KEY_FILE or ODB_CONFIG): running plain');
+    return 'off';
+  }
+  const runtime = await StreamRuntime.start(config, log);
+  if (!runtime.lazy) {
+    log.warn(
+      `lazy buffers unavailable (${runtime.lazyReason}): virtual data is fetched on arrival (correct, no bypass)`,
+    );
+  }
+  const httpParser = installHttpParser(runtime);
+  if (httpParser)
+    log.warn(`${httpParser}: HTTP bodies are fetched when parsed (correct, no bypass)`);
+  installInterposition(runtime, new PeerPolicy(config));
+  log.info({ endpoint: runtime.endpoint, features: runtime.features }, 'stream mode on');
+  return { runtime, httpParser };
+}
+
+const global = globalThis as Global;
+// Not in worker threads (the agent is one; NODE_OPTIONS reaches them all) and only once.
+if (
+  isMainThread &&
+  process.env.ODB_AGENT === undefined &&
+  global[registrationMarker] === undefined
+) {
+  global[registrationMarker] = 'installing';
+  global[registrationMarker] = await install();
+}
+
+/** The installation of this process, if stream mode is on. */
+export function streamInstallation(): StreamInstallation | undefined {
+  const value = global[registrationMarker];
+  return typeof value === 'object' ? value : undefined;
+}
