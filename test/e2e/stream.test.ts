@@ -1,0 +1,436 @@
+// Stream mode end to end: every tier is an unmodified program (plain Node http, http-proxy,
+// express, fastify, a TCP relay) started with `node --import odb/register`; the client is curl or
+// Node. Bytes are checked by SHA-256; what crossed the intermediate is the kernel's count of bytes
+// it read (/proc/<pid>/io).
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { connect } from 'node:net';
+import { after, before, test } from 'node:test';
+import { promisify } from 'node:util';
+import { freePort } from '../../src/harness/free-port.js';
+import {
+  FrameDecoder,
+  FrameType,
+  encodeFrameHeader,
+  encodeRealFrames,
+} from '../../src/protocol/frame.js';
+import { syntheticSha256 } from '../../src/tiers/synthetic.js';
+import { get } from '../helpers/http.js';
+import { workspace } from '../helpers/fixtures.js';
+import { eventually } from '../helpers/net.js';
+import { repoRoot } from '../helpers/repo.js';
+import {
+  bytesRead,
+  fixture,
+  odbEnv,
+  rssBytes,
+  startPeer,
+  storeEntries,
+  type Peer,
+} from '../helpers/stream.js';
+
+const run = promisify(execFile);
+const ws = workspace('odb-stream-');
+const sizes = [64 * 1024, 256 * 1024, 1024 * 1024, 8 * 1024 * 1024];
+const peers: Peer[] = [];
+
+before(() => {
+  for (const size of sizes) ws.file(`f${size}.bin`, size, 5);
+  ws.file('small.bin', 1000, 5);
+});
+
+after(async () => {
+  await Promise.all(peers.map((p) => p.stop()));
+  ws.cleanup();
+});
+
+async function peer(
+  name: string,
+  file: string,
+  env: Record<string, string>,
+  odb = true,
+): Promise<Peer> {
+  const p = await startPeer(name, file, env, odb);
+  peers.push(p);
+  return p;
+}
+
+interface StreamChain {
+  readonly be: Peer;
+  readonly is: Peer;
+  readonly fe: Peer;
+  readonly beStore: number;
+  url(path: string): string;
+}
+
+/** BE (plain file server) ← IS (`isFixture`) ← FE (http-proxy, client-facing), all with --import. */
+async function chain(
+  isFixture: string,
+  isExtra: Record<string, string> = {},
+): Promise<StreamChain> {
+  const [bePort, beStore, isPort] = [await freePort(), await freePort(), await freePort()];
+  const be = await peer(
+    'be',
+    'be-files.mjs',
+    odbEnv(ws.keyFile, {
+      PORT: String(bePort),
+      ODB_LISTEN: String(bePort),
+      ODB_STORE_LISTEN: `127.0.0.1:${beStore}`,
+      FILES_DIR: ws.dir,
+    }),
+  );
+  const is = await peer(
+    'is',
+    isFixture,
+    odbEnv(ws.keyFile, {
+      PORT: String(isPort),
+      ODB_LISTEN: String(isPort),
+      ODB_CONNECT: `127.0.0.1:${bePort}`,
+      UPSTREAM: `http://127.0.0.1:${bePort}`,
+      ...isExtra,
+    }),
+  );
+  const fe = await peer(
+    'fe',
+    'is-proxy.mjs',
+    odbEnv(ws.keyFile, {
+      ODB_CONNECT: `127.0.0.1:${isPort}`,
+      UPSTREAM: `http://127.0.0.1:${isPort}`,
+    }),
+  );
+  return { be, is, fe, beStore, url: (path) => `http://127.0.0.1:${fe.port}${path}` };
+}
+
+async function curlSha256(url: string): Promise<{ sha256: string; size: number; code: number }> {
+  // The body goes to sha256sum on stdout; status and size go to stderr, so they cannot interleave.
+  const { stdout, stderr } = await run('bash', [
+    '-o',
+    'pipefail',
+    '-c',
+    `curl -sS -w '%{stderr}%{http_code} %{size_download}' '${url}' | sha256sum`,
+  ]);
+  const [code = '', size = ''] = stderr.trim().split(/\s+/);
+  return { sha256: stdout.split(' ')[0]!, code: Number(code), size: Number(size) };
+}
+
+/** Requests every size through `c`; returns the share of body bytes the IS process read. */
+async function throughChain(c: StreamChain, rounds = 3): Promise<number> {
+  const before = bytesRead(c.is.child.pid!);
+  let body = 0;
+  for (let i = 0; i < rounds; i++) {
+    for (const size of sizes) {
+      const r = await get(c.url(`/f${size}.bin`));
+      assert.ok(r.complete, `${size}: complete`);
+      assert.equal(r.sha256, syntheticSha256(5, 0, size), `${size}: bytes`);
+      body += size;
+    }
+  }
+  return (bytesRead(c.is.child.pid!) - before) / body;
+}
+
+test('http-proxy IS: ≥ 99 % of body bytes never reach it, the client gets exact bytes (Node and curl)', async () => {
+  const c = await chain('is-proxy.mjs');
+  const share = await throughChain(c);
+  assert.ok(share < 0.01, `the IS read ${(share * 100).toFixed(2)} % of the body bytes`);
+  const viaCurl = await curlSha256(c.url(`/f${1024 * 1024}.bin`));
+  assert.deepEqual(viaCurl, {
+    sha256: syntheticSha256(5, 0, 1024 * 1024),
+    code: 200,
+    size: 1024 * 1024,
+  });
+  const small = await get(c.url('/small.bin'));
+  assert.equal(small.sha256, syntheticSha256(5, 0, 1000));
+});
+
+test('an IS that reads every body gets exact bytes (fetched on touch) and the right hash', async () => {
+  const c = await chain('is-hash.mjs');
+  for (const size of sizes) {
+    const r = await get(c.url(`/f${size}.bin`));
+    assert.equal(r.sha256, syntheticSha256(5, 0, size));
+    assert.equal(r.headers['x-body-sha256'], syntheticSha256(5, 0, size));
+  }
+});
+
+test('express IS streaming the upstream response: the same ≥ 99 % bypass', async () => {
+  const c = await chain('is-express.mjs');
+  const share = await throughChain(c);
+  assert.ok(share < 0.01, `the IS read ${(share * 100).toFixed(2)} % of the body bytes`);
+});
+
+test('fastify + @fastify/reply-from IS (undici): exact bytes; bypass measured', async (t) => {
+  const c = await chain('is-fastify.mjs');
+  const share = await throughChain(c, 1);
+  // undici copies socket data into its WebAssembly parser's memory, so every page is fetched:
+  // correct bytes, no bypass (docs/stream-mode.md says what bypass through undici would take).
+  t.diagnostic(`fastify IS read ${(share * 100).toFixed(1)} % of the body bytes`);
+});
+
+test('a plain TCP relay forwards descriptors, and a line-based protocol works through it', async () => {
+  const [backPort, relayPort] = [await freePort(), await freePort()];
+  await peer(
+    'line-echo',
+    'line-echo.mjs',
+    odbEnv(ws.keyFile, {
+      PORT: String(backPort),
+      ODB_LISTEN: String(backPort),
+      ODB_STORE_LISTEN: '127.0.0.1:0',
+    }),
+  );
+  const relay = await peer(
+    'relay',
+    'tcp-relay.mjs',
+    odbEnv(ws.keyFile, {
+      PORT: String(relayPort),
+      ODB_LISTEN: String(relayPort),
+      ODB_CONNECT: `127.0.0.1:${backPort}`,
+      UPSTREAM: `127.0.0.1:${backPort}`,
+    }),
+  );
+  // The client is an ODB process too (a Node script under --import), so the relay sees frames.
+  const lines = [10, 200_000, 5, 3_000_000, 70_000];
+  await runLineClient(relayPort, [10, 70_000]); // warm-up: the relay's first connection loads code
+  const before = bytesRead(relay.child.pid!);
+  const client = await runLineClient(relayPort, lines);
+  assert.deepEqual(client.lengths, lines);
+  assert.ok(client.allX);
+  const read = bytesRead(relay.child.pid!) - before;
+  assert.ok(
+    read < 0.01 * lines.reduce((a, b) => a + b),
+    `the relay read ${read} bytes of the lines`,
+  );
+});
+
+/** A Node client under --import that speaks the line protocol through `port`. */
+async function runLineClient(
+  port: number,
+  lines: number[],
+): Promise<{ lengths: number[]; allX: boolean }> {
+  const { stdout } = await run(
+    process.execPath,
+    ['--import', 'odb/register', fixture('line-client.mjs')],
+    {
+      cwd: repoRoot,
+      env: {
+        ...process.env,
+        ...odbEnv(ws.keyFile, {
+          ODB_CONNECT: `127.0.0.1:${port}`,
+          PORT: String(port),
+          LINES: lines.join(','),
+        }),
+      },
+      timeout: 30_000,
+    },
+  );
+  return JSON.parse(stdout.trim().split('\n').at(-1)!) as { lengths: number[]; allX: boolean };
+}
+
+test('mixed peers: plain clients, nginx and plain Node next to ODB processes stay byte-identical', async () => {
+  const [bePort, plainPort] = [await freePort(), await freePort()];
+  await peer(
+    'be',
+    'be-files.mjs',
+    odbEnv(ws.keyFile, { PORT: String(bePort), ODB_LISTEN: String(bePort), FILES_DIR: ws.dir }),
+  );
+  await peer('plain-be', 'be-files.mjs', { PORT: String(plainPort), FILES_DIR: ws.dir }, false);
+  // A plain client (no hello) on an ODB port: served plain.
+  const direct = await get(`http://127.0.0.1:${bePort}/f${1024 * 1024}.bin`);
+  assert.equal(direct.sha256, syntheticSha256(5, 0, 1024 * 1024));
+  // An ODB proxy whose upstream is not listed as ODB: plain towards it.
+  const isPort = await freePort();
+  await peer(
+    'is',
+    'is-proxy.mjs',
+    odbEnv(ws.keyFile, {
+      PORT: String(isPort),
+      ODB_CONNECT: `127.0.0.1:${bePort}`,
+      UPSTREAM: `http://127.0.0.1:${plainPort}`,
+    }),
+  );
+  const viaPlain = await get(`http://127.0.0.1:${isPort}/f${256 * 1024}.bin`);
+  assert.equal(viaPlain.sha256, syntheticSha256(5, 0, 256 * 1024));
+  // nginx (plain, unmodified) in front of the ODB back end.
+  const { startNginx } = await import('../../src/harness/nginx.js');
+  const nginx = await startNginx({ upstreams: [`127.0.0.1:${bePort}`] });
+  try {
+    const r = await get(`http://${nginx.addresses.http}/f${8 * 1024 * 1024}.bin`);
+    assert.equal(r.sha256, syntheticSha256(5, 0, 8 * 1024 * 1024));
+  } finally {
+    await nginx.stop();
+  }
+  // A peer listed as ODB that is not: the connection fails visibly (502), never silently.
+  const wrongPort = await freePort();
+  await peer(
+    'misconfigured',
+    'is-proxy.mjs',
+    odbEnv(ws.keyFile, {
+      PORT: String(wrongPort),
+      ODB_CONNECT: `127.0.0.1:${plainPort}`,
+      UPSTREAM: `http://127.0.0.1:${plainPort}`,
+    }),
+  );
+  const refused = await get(`http://127.0.0.1:${wrongPort}/small.bin`);
+  assert.equal(refused.status, 502);
+});
+
+test('stand-alone mode: a peer that answers a probe hello speaks ODB from then on', async () => {
+  const c = await chain('is-proxy.mjs', { ODB_CONNECT: '*' });
+  // The first connection to the BE stays plain while a probe learns that the BE speaks ODB;
+  // `Connection: close` takes it out of the proxies' pools, so later requests open new ones.
+  const first = await get(c.url('/small.bin'), { headers: { connection: 'close' } });
+  assert.equal(first.sha256, syntheticSha256(5, 0, 1000));
+  await new Promise((r) => setTimeout(r, 300));
+  const share = await throughChain(c, 2);
+  assert.ok(
+    share < 0.01,
+    `after the probe, the IS read ${(share * 100).toFixed(1)} % of body bytes`,
+  );
+});
+
+test('frame reader on a live connection: random splits deliver exact bytes; a bad CRC closes only that connection', async () => {
+  const port = await freePort();
+  const echo = await peer(
+    'echo',
+    'line-echo.mjs',
+    odbEnv(ws.keyFile, { PORT: String(port), ODB_LISTEN: String(port) }),
+  );
+  const hello = Buffer.concat([encodeFrameHeader(FrameType.hello, 4), Buffer.from([1, 1, 0, 0])]);
+  const request = Buffer.concat([hello, ...encodeRealFrames(Buffer.from('5\n123\n'))]);
+  for (let trial = 0; trial < 20; trial++) {
+    const received = await new Promise<Buffer>((resolve, reject) => {
+      const socket = connect(port, '127.0.0.1');
+      const decoder = new FrameDecoder();
+      const parts: Buffer[] = [];
+      let helloSeen = false;
+      socket.on('data', (d: Buffer) =>
+        decoder.push(d, (e) => {
+          if (e.type === 'hello') helloSeen = true;
+          if (e.type === 'real') parts.push(Buffer.from(e.bytes));
+          const all = Buffer.concat(parts);
+          if (helloSeen && all.length === 5 + 1 + 123 + 1) {
+            socket.destroy();
+            resolve(all);
+          }
+        }),
+      );
+      socket.on('error', reject);
+      // Random splits, written with pauses so that they arrive as separate reads.
+      let at = 0;
+      const next = (): void => {
+        if (at >= request.length) return;
+        const n = 1 + Math.floor(Math.random() * 7);
+        socket.write(request.subarray(at, at + n));
+        at += n;
+        setTimeout(next, 1);
+      };
+      next();
+    });
+    assert.equal(received.toString(), `${'x'.repeat(5)}\n${'x'.repeat(123)}\n`);
+  }
+  const bad = Buffer.concat([hello, encodeFrameHeader(FrameType.real, 3)]);
+  bad[bad.length - 1]! ^= 0xff; // corrupt the CRC of the second frame header
+  const closed = await new Promise<boolean>((resolve) => {
+    const socket = connect(port, '127.0.0.1');
+    socket.on('close', () => resolve(true));
+    socket.on('error', () => {});
+    socket.resume(); // read (the hello answer), or the peer's close is never seen
+    socket.write(Buffer.concat([bad, Buffer.from('abc')]));
+  });
+  assert.ok(closed);
+  assert.equal(echo.child.exitCode, null, 'the process lives');
+  // The log line may reach us just after the close does.
+  await eventually(() => /ODB_ERR_BAD_CRC/.test(echo.stderr()), 5000, 'the bad CRC to be logged');
+});
+
+test('owner killed while an IS holds lazy buffers: affected responses fail visibly, others continue', async () => {
+  const [aPort, bPort, isPort] = [await freePort(), await freePort(), await freePort()];
+  const beA = await peer(
+    'be-a',
+    'be-files.mjs',
+    odbEnv(ws.keyFile, {
+      PORT: String(aPort),
+      ODB_LISTEN: String(aPort),
+      FILES_DIR: ws.dir,
+      ODB_FETCH_TIMEOUT: '500ms',
+      ODB_FETCH_RETRIES: '1',
+    }),
+  );
+  await peer(
+    'be-b',
+    'be-files.mjs',
+    odbEnv(ws.keyFile, { PORT: String(bPort), ODB_LISTEN: String(bPort), FILES_DIR: ws.dir }),
+  );
+  await peer(
+    'is',
+    'is-hold.mjs',
+    odbEnv(ws.keyFile, {
+      PORT: String(isPort),
+      ODB_LISTEN: String(isPort),
+      ODB_CONNECT: `127.0.0.1:${aPort},127.0.0.1:${bPort}`,
+      UPSTREAM_A: `http://127.0.0.1:${aPort}`,
+      UPSTREAM_B: `http://127.0.0.1:${bPort}`,
+      HOLD_MS: '700',
+    }),
+  );
+  const fe = await peer(
+    'fe',
+    'is-proxy.mjs',
+    odbEnv(ws.keyFile, {
+      ODB_CONNECT: `127.0.0.1:${isPort}`,
+      UPSTREAM: `http://127.0.0.1:${isPort}`,
+      ODB_FETCH_TIMEOUT: '500ms',
+      ODB_FETCH_RETRIES: '1',
+    }),
+  );
+  const url = (route: string, size: number): string =>
+    `http://127.0.0.1:${fe.port}/${route}/f${size}.bin`;
+  const affected = [get(url('a', 1024 * 1024)), get(url('a', 256 * 1024))];
+  await new Promise((r) => setTimeout(r, 250)); // the IS now holds the bodies as lazy buffers
+  beA.child.kill('SIGKILL');
+  for (const r of await Promise.allSettled(affected)) {
+    if (r.status === 'rejected') continue; // the connection failed: visible
+    assert.ok(!r.value.complete || r.value.status >= 500, 'an affected response ended cleanly');
+    if (r.value.complete) assert.notEqual(r.value.status, 200);
+  }
+  for (const size of sizes) {
+    const r = await get(url('b', size));
+    assert.ok(r.complete);
+    assert.equal(r.sha256, syntheticSha256(5, 0, size));
+  }
+});
+
+// The default run checks that references come back (the owner's store empties) over a thousand
+// requests; `npm run test:soak` (ODB_SOAK_REQUESTS=100000) also holds every tier's RSS to 20 %
+// of its value after warm-up, which needs a long run to mean anything.
+const soakRequests = Number(process.env.ODB_SOAK_REQUESTS ?? 1000);
+const checkRss = process.env.ODB_SOAK_REQUESTS !== undefined;
+
+test(`${soakRequests} requests of 256 KiB: every reference comes back${checkRss ? ', RSS stays flat' : ''}`, async () => {
+  const c = await chain('is-proxy.mjs');
+  const warm = Math.min(5000, Math.floor(soakRequests / 5));
+  let baseline: number[] = [];
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < soakRequests) {
+      const i = next++;
+      const r = await get(c.url(`/f${256 * 1024}.bin`));
+      assert.ok(r.complete && r.bytes === 256 * 1024);
+      if (i % 100 === 0) assert.equal(r.sha256, syntheticSha256(5, 0, 256 * 1024));
+      if (i === warm) baseline = [c.be, c.is, c.fe].map((p) => rssBytes(p.child.pid!));
+    }
+  };
+  await Promise.all(Array.from({ length: 8 }, worker));
+  if (checkRss) {
+    const final = [c.be, c.is, c.fe].map((p) => rssBytes(p.child.pid!));
+    final.forEach((rss, i) =>
+      assert.ok(
+        rss <= baseline[i]! * 1.2,
+        `${['BE', 'IS', 'FE'][i]}: RSS ${rss} vs ${baseline[i]} after warm-up`,
+      ),
+    );
+  }
+  await eventually(
+    async () => (await storeEntries(c.beStore)) === 0,
+    20_000,
+    'the BE store to empty',
+  );
+});

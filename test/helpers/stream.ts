@@ -1,0 +1,50 @@
+// Real processes in stream mode: ordinary fixture programs, with ODB added only by `--import`.
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { freePort } from '../../src/harness/free-port.js';
+import { processIo, startNodeProgram, type NodeProgram } from '../../src/harness/node-program.js';
+
+/** A fixture process. */
+export type Peer = NodeProgram;
+
+export function fixture(name: string): string {
+  return fileURLToPath(new URL(`../../../test/fixtures/stream/${name}`, import.meta.url));
+}
+
+/**
+ * Starts `fixture` (listening on a fresh port unless `env.PORT` is given). With `odb`, the
+ * program runs under `node --import odb/register`, configured by the ODB_* variables in `env`.
+ */
+export async function startPeer(
+  name: string,
+  file: string,
+  env: Record<string, string>,
+  odb = true,
+): Promise<Peer> {
+  const port = env.PORT ?? String(await freePort());
+  return startNodeProgram(name, fixture(file), { odb, env: { ...env, PORT: port } });
+}
+
+/** Bytes the process has read with read(2) so far, sockets included (/proc/<pid>/io rchar). */
+export function bytesRead(pid: number): number {
+  return processIo(pid).read;
+}
+
+/** Resident set size of a process now, in bytes. */
+export function rssBytes(pid: number): number {
+  return (
+    Number(/^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? NaN) *
+    1024
+  );
+}
+
+/** Payloads a stream-mode process's store holds (its agent's ping). */
+export async function storeEntries(storePort: number): Promise<number> {
+  const response = await fetch(`http://127.0.0.1:${storePort}/odb/v1/ping`);
+  return ((await response.json()) as { entries: number }).entries;
+}
+
+/** Stream-mode settings shared by every ODB process of a test. */
+export function odbEnv(keyFile: string, extra: Record<string, string>): Record<string, string> {
+  return { ODB_KEY_FILE: keyFile, ODB_LOG_LEVEL: 'info', ...extra };
+}
