@@ -1,14 +1,20 @@
-/** The echo scenario: plain sockets vs ODB framing, server CPU from the kernel's accounting. */
+/**
+ * The echo scenario: plain sockets vs ODB framing, server CPU from the kernel's accounting.
+ * `framed` frames inside the benchmark program (the header-mode codec); `stream` runs the plain
+ * program under `--import odb/register` on both ends, so stream mode's interposition frames it.
+ */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { freePort } from '../src/harness/free-port.js';
+import { packageRoot } from '../src/harness/node-program.js';
 import { cpuMicros } from '../src/harness/proc-stat.js';
 import type { Placement } from '../src/harness/placement.js';
 import type { Environment } from './environment.js';
 
 const peer = fileURLToPath(new URL('./echo-peer.js', import.meta.url));
 
-export type EchoFraming = 'plain' | 'framed';
+export type EchoFraming = 'plain' | 'framed' | 'stream';
 
 /** One echo run. */
 export interface EchoRun {
@@ -24,13 +30,22 @@ export interface EchoRun {
 function start(
   where: Placement,
   args: string[],
+  odbEnv?: Record<string, string>,
 ): { child: ChildProcess; lines: AsyncIterable<string> } {
-  const argv = [...where.prefix, process.execPath, peer, ...args];
-  const child = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'inherit'] });
+  const node = odbEnv ? [process.execPath, '--import', 'odb/register'] : [process.execPath];
+  const argv = [...where.prefix, ...node, peer, ...args];
+  const child = spawn(argv[0]!, argv.slice(1), {
+    stdio: ['ignore', 'pipe', 'inherit'],
+    cwd: packageRoot,
+    env: { ...process.env, ...odbEnv },
+  });
   return { child, lines: createInterface({ input: child.stdout! }) };
 }
 
-/** Runs one echo measurement: a server on `env.server`, a client on `env.client`. */
+/**
+ * Runs one echo measurement: a server on `env.server`, a client on `env.client`. `keyFile` is
+ * the cluster key of the `stream` framing.
+ */
 export async function runEcho(
   env: Environment,
   framing: EchoFraming,
@@ -38,14 +53,18 @@ export async function runEcho(
   connections: number,
   durationMs: number,
   warmupMs: number,
+  keyFile?: string,
 ): Promise<EchoRun> {
-  const server = start(env.server, [
-    'server',
-    '--listen',
-    `${env.server.host}:0`,
-    '--framing',
-    framing,
-  ]);
+  // Stream mode needs the port up front: it is the configuration naming the ODB peer.
+  const port = framing === 'stream' ? await freePort() : 0;
+  const odb = (role: Record<string, string>): Record<string, string> | undefined =>
+    framing === 'stream' ? { ODB_KEY_FILE: keyFile ?? '', ...role } : undefined;
+  const codec = framing === 'framed' ? 'framed' : 'plain';
+  const server = start(
+    env.server,
+    ['server', '--listen', `${env.server.host}:${port}`, '--framing', codec],
+    odb({ ODB_LISTEN: String(port) }),
+  );
   try {
     let address = '';
     let serverPid = 0;
@@ -55,21 +74,25 @@ export async function runEcho(
       serverPid = ready.pid;
       break;
     }
-    const client = start(env.client, [
-      'client',
-      '--connect',
-      address,
-      '--framing',
-      framing,
-      '--size',
-      String(size),
-      '--connections',
-      String(connections),
-      '--duration',
-      String(durationMs),
-      '--warmup',
-      String(warmupMs),
-    ]);
+    const client = start(
+      env.client,
+      [
+        'client',
+        '--connect',
+        address,
+        '--framing',
+        codec,
+        '--size',
+        String(size),
+        '--connections',
+        String(connections),
+        '--duration',
+        String(durationMs),
+        '--warmup',
+        String(warmupMs),
+      ],
+      odb({ ODB_CONNECT: address }),
+    );
     let cpuBefore = 0;
     for await (const line of client.lines) {
       const event = JSON.parse(line) as Omit<EchoRun, 'serverCpuUsPerExchange'> & {

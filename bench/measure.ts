@@ -6,6 +6,7 @@
 import type { Chain } from '../src/harness/chain.js';
 import { runLoadProcess } from '../src/harness/load-process.js';
 import { peakRssBytes, tierCpuMicros } from '../src/harness/proc-stat.js';
+import type { TierHandle } from '../src/harness/tier-handle.js';
 import type { LoadResult } from '../src/loadgen/load.js';
 import type { ByteCount, Environment } from './environment.js';
 
@@ -33,17 +34,39 @@ export interface TierFigures {
 export interface RunFigures {
   readonly load: LoadResult;
   readonly tiers: Readonly<Record<string, TierFigures>>;
+  /** The chain's extra counters over the measured window, per request. */
+  readonly countersPerRequest?: Readonly<Record<string, number>>;
+}
+
+/** Any chain the harness can measure: its tiers, its entry URL, and each tier's byte counters. */
+export interface MeasuredChain {
+  readonly processes: readonly TierHandle[];
+  url(path: string): string;
+  bytes(tier: string): Promise<ByteCount>;
+  /** More cumulative counters to report per request (e.g. the IS's lazy-buffer faults). */
+  counters?(): Promise<Readonly<Record<string, number>>>;
+}
+
+/** A chain of `odb` tiers or third-party intermediates, counted the environment's way. */
+export function measured(env: Environment, chain: Chain): MeasuredChain {
+  return {
+    processes: chain.processes,
+    url: (path) => chain.url(path),
+    bytes: (tier) => env.bytes(chain, tier),
+  };
 }
 
 interface Snapshot {
   readonly cpu: number[];
   readonly bytes: ByteCount[];
+  readonly counters: Readonly<Record<string, number>>;
 }
 
-async function snapshot(env: Environment, chain: Chain): Promise<Snapshot> {
+async function snapshot(chain: MeasuredChain): Promise<Snapshot> {
   const cpu = chain.processes.map(tierCpuMicros);
-  const bytes = await Promise.all(chain.processes.map((p) => env.bytes(chain, p.name)));
-  return { cpu, bytes };
+  const bytes = await Promise.all(chain.processes.map((p) => chain.bytes(p.name)));
+  const counters = (await chain.counters?.()) ?? {};
+  return { cpu, bytes, counters };
 }
 
 /** Load arguments for `odb load` (synthetic bodies, checked). */
@@ -68,7 +91,7 @@ export function loadArgs(url: string, s: LoadSettings): string[] {
 /** Runs one load against `chain` and measures every tier over the load's measured window. */
 export async function measureRun(
   env: Environment,
-  chain: Chain,
+  chain: MeasuredChain,
   path: string,
   settings: LoadSettings,
 ): Promise<RunFigures> {
@@ -76,11 +99,11 @@ export async function measureRun(
   const load = await runLoadProcess(
     loadArgs(chain.url(path), settings),
     async () => {
-      before = await snapshot(env, chain);
+      before = await snapshot(chain);
     },
     env.client.prefix,
   );
-  const after = await snapshot(env, chain);
+  const after = await snapshot(chain);
   const start = before ?? after;
   const requests = Math.max(1, load.requests);
   const tiers: Record<string, TierFigures> = {};
@@ -92,7 +115,12 @@ export async function measureRun(
       peakRssBytes: tier.pids().reduce((sum, pid) => sum + peakRssBytes(pid), 0),
     };
   });
-  return { load, tiers };
+  const names = Object.keys(after.counters);
+  if (names.length === 0) return { load, tiers };
+  const countersPerRequest = Object.fromEntries(
+    names.map((k) => [k, (after.counters[k]! - (start.counters[k] ?? 0)) / requests]),
+  );
+  return { load, tiers, countersPerRequest };
 }
 
 /** A run without tier figures (saturation steps). */

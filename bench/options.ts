@@ -33,9 +33,16 @@ function quota(item: string): { tier: 'fe' | 'is1'; cpus: number } {
 export const benchOptions = defineOptions({
   profile: {
     flag: '--profile <name>',
-    description: 'preset: full (the published run) or smoke (seconds, loopback)',
-    schema: z.enum(['full', 'smoke']),
+    description:
+      'preset: full (the published run), smoke (seconds, loopback) or stream (stream mode only)',
+    schema: z.enum(['full', 'smoke', 'stream']),
     default: 'full',
+  },
+  scenarios: {
+    flag: '--scenarios <list>',
+    description: 'what to run: matrix, saturation, quota, echo, stream',
+    schema: list(oneOf(['matrix', 'saturation', 'quota', 'echo', 'stream'] as const)),
+    default: 'matrix,saturation,quota,echo,stream',
   },
   env: {
     flag: '--env <name>',
@@ -145,6 +152,18 @@ export const benchOptions = defineOptions({
     schema: optionTypes.count,
     default: 64,
   },
+  streamSizes: {
+    flag: '--stream-sizes <list>',
+    description: 'payload sizes of the stream-mode scenario',
+    schema: list((s) => parseSize(s)),
+    default: '64KiB,1MiB',
+  },
+  streamRates: {
+    flag: '--stream-rates <list>',
+    description: 'fixed request rate per stream size (one value, or one per size)',
+    schema: list((s) => z.coerce.number().int().positive().parse(s)),
+    default: '100,20',
+  },
   out: {
     flag: '--out <dir>',
     description: 'output directory (default bench/out/<date>)',
@@ -158,8 +177,9 @@ export const benchOptions = defineOptions({
 });
 
 /** What a profile presets (flags still win). */
-export const profiles: Record<'full' | 'smoke', Record<string, unknown>> = {
+export const profiles: Record<'full' | 'smoke' | 'stream', Record<string, unknown>> = {
   full: {},
+  stream: { env: 'loopback', scenarios: 'stream,echo', echoSizes: '64' },
   smoke: {
     env: 'loopback',
     intermediates: '1',
@@ -173,5 +193,7 @@ export const profiles: Record<'full' | 'smoke', Record<string, unknown>> = {
     sloP99: '200ms',
     quotas: '',
     echoSizes: '64',
+    streamSizes: '1MiB',
+    streamRates: '30',
   },
 };

@@ -1,7 +1,7 @@
 /** The Markdown report of a benchmark run: key ratios, the thesis's tables side by side, all figures. */
 import { formatBytes } from '../src/cli/units.js';
 import type { Chart } from './charts.js';
-import type { BenchResults, PointResult } from './results.js';
+import type { BenchResults, PointResult, StreamEntry } from './results.js';
 import { formatSpread, ratio } from './stats.js';
 
 /** Thesis Table 4.2 (ODB, aligned buffers): share of payload bytes that bypassed the IS. */
@@ -34,7 +34,7 @@ function find(
   );
 }
 
-function chainCpu(p: PointResult): number {
+function chainCpu(p: PointResult | StreamEntry): number {
   return Object.values(p.summary.tiers).reduce((sum, t) => sum + t.cpuUsPerRequest.median, 0);
 }
 
@@ -80,11 +80,71 @@ function keyRatios(results: BenchResults): string[] {
     );
   }
   const plain = results.echo.find((e) => e.framing === 'plain' && e.size === 64);
-  const framed = results.echo.find((e) => e.framing === 'framed' && e.size === 64);
-  if (plain && framed) {
+  for (const framing of ['framed', 'stream'] as const) {
+    const framed = results.echo.find((e) => e.framing === framing && e.size === 64);
+    if (!plain || !framed) continue;
     lines.push(
-      `- echo, 64 B messages: ODB framing/plain exchanges/s **${fmt(ratio(framed.exchangesPerSecond.median, plain.exchangesPerSecond.median))}**, ` +
+      `- echo, 64 B messages: ${framing === 'stream' ? 'stream mode (--import)' : 'ODB framing'}/plain exchanges/s **${fmt(ratio(framed.exchangesPerSecond.median, plain.exchangesPerSecond.median))}**, ` +
         `p95 **${fmt(ratio(framed.p95Us.median, plain.p95Us.median))}**, server CPU per exchange **${fmt(ratio(framed.serverCpuUsPerExchange.median, plain.serverCpuUsPerExchange.median))}**`,
+    );
+  }
+  return [...lines, ...streamRatios(results)];
+}
+
+function findStream(
+  results: BenchResults,
+  isKind: string,
+  mode: string,
+  size: number,
+): StreamEntry | undefined {
+  return results.stream.find((e) => e.isKind === isKind && e.mode === mode && e.size === size);
+}
+
+/** The stream scenario's key ratios: stream mode against the same programs run plain. */
+function streamRatios(results: BenchResults): string[] {
+  const lines: string[] = [];
+  for (const size of [...new Set(results.stream.map((e) => e.size))]) {
+    const v = findStream(results, 'proxy', 'vanilla', size);
+    const s = findStream(results, 'proxy', 'stream', size);
+    if (v && s) {
+      const where = `stream mode, http-proxy IS, ${formatBytes(size)} at ${v.rate} req/s`;
+      const is = (p: StreamEntry): number => p.summary.tiers.is1!.cpuUsPerRequest.median;
+      const bypass =
+        1 -
+        ratio(
+          s.summary.tiers.is1!.rxBytesPerRequest.median,
+          v.summary.tiers.is1!.rxBytesPerRequest.median,
+        );
+      lines.push(
+        `- ${where}: IS CPU per request stream/vanilla **${fmt(ratio(is(s), is(v)))}**, whole-chain **${fmt(ratio(chainCpu(s), chainCpu(v)))}**, ` +
+          `p99 **${fmt(ratio(s.summary.latencyUs.p99.median, v.summary.latencyUs.p99.median))}**, bytes the IS read **${pct(1 - bypass)}** of vanilla`,
+      );
+    }
+    const h = findStream(results, 'hash', 'stream', size);
+    const hv = findStream(results, 'hash', 'vanilla', size);
+    if (h && hv) {
+      const faults = h.summary.countersPerRequest.isFaults?.median ?? NaN;
+      const bytes = h.summary.countersPerRequest.isFaultBytes?.median ?? NaN;
+      lines.push(
+        `- stream mode, IS reading every body, ${formatBytes(size)}: **${fmt(faults, 1)}** faults per request (${formatBytes(Math.round(bytes / Math.max(1, faults)))} fetched per fault); IS CPU stream/vanilla **${fmt(ratio(h.summary.tiers.is1!.cpuUsPerRequest.median, hv.summary.tiers.is1!.cpuUsPerRequest.median))}**, p99 **${fmt(ratio(h.summary.latencyUs.p99.median, hv.summary.latencyUs.p99.median))}**`,
+      );
+    }
+  }
+  return lines;
+}
+
+function streamTable(results: BenchResults): string[] {
+  if (results.stream.length === 0) return [];
+  const lines = [
+    '| IS program | mode | size | rate | p50 ms | p99 ms | errors | CPU µs/req BE / IS / FE | IS read B/req | IS faults/req |',
+    '|---|---|---|---|---|---|---|---|---|---|',
+  ];
+  for (const e of results.stream) {
+    const t = e.summary.tiers;
+    const cpu = ['be', 'is1', 'fe'].map((n) => formatSpread(t[n]!.cpuUsPerRequest)).join(' / ');
+    const faults = e.summary.countersPerRequest.isFaults;
+    lines.push(
+      `| ${e.isKind === 'proxy' ? 'http-proxy' : 'hashing proxy'} | ${e.mode} | ${formatBytes(e.size)} | ${e.rate} | ${(e.summary.latencyUs.p50.median / 1000).toFixed(2)} | ${(e.summary.latencyUs.p99.median / 1000).toFixed(2)} | ${e.summary.errors} | ${cpu} | ${formatSpread(t.is1!.rxBytesPerRequest)} | ${faults ? formatSpread(faults, 1) : '—'} |`,
     );
   }
   return lines;
@@ -260,7 +320,15 @@ export function renderReport(results: BenchResults, charts: readonly Chart[]): s
     '',
     ...saturationTable(results),
     '',
+    '## Stream mode: unmodified programs under `node --import odb/register`',
+    '',
+    "A plain Node `http` file server (BE), a plain `http-proxy` script (IS) and another as the client-facing FE, run as they are (vanilla) and with `--import odb/register` (stream), on loopback at the same fixed rates. The hashing proxy reads every body before forwarding it: its faults are first touches of lazy buffers, each fetching a read-ahead chunk from the owner. Bytes here are each process's own read/write syscall counters (/proc/<pid>/io), files included.",
+    '',
+    ...streamTable(results),
+    '',
     '## Echo: the cost of ODB framing when nothing is bypassed',
+    '',
+    '`framed`: the benchmark program frames every message itself; `stream`: the plain program on both ends runs under `--import odb/register`, whose interposition frames every write.',
     '',
     ...echoTable(results),
     '',

@@ -3,7 +3,7 @@ import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { cpus, release, totalmem } from 'node:os';
 import type { IntermediateKind } from '../src/harness/chain.js';
-import type { EchoRun } from './echo.js';
+import type { EchoFraming, EchoRun } from './echo.js';
 import type { RunFigures } from './measure.js';
 import type { SaturationResult } from './saturation.js';
 import { spread, type Spread } from './stats.js';
@@ -31,6 +31,8 @@ export interface PointSummary {
   readonly errors: number;
   /** Requests the generator could not send in time (the rate was not held). */
   readonly missed: number;
+  /** Medians of the chain's extra counters per request (stream mode: the IS's faults). */
+  readonly countersPerRequest: Readonly<Record<string, Spread>>;
   readonly tiers: Readonly<
     Record<
       string,
@@ -60,8 +62,19 @@ export interface SaturationEntry {
   readonly result: SaturationResult;
 }
 
+/** One point of the stream-mode scenario (see stream.ts). */
+export interface StreamEntry {
+  /** `proxy`: the IS pipes bodies; `hash`: it reads every body. */
+  readonly isKind: 'proxy' | 'hash';
+  readonly mode: 'vanilla' | 'stream';
+  readonly size: number;
+  readonly rate: number;
+  readonly runs: readonly RunFigures[];
+  readonly summary: PointSummary;
+}
+
 export interface EchoEntry {
-  readonly framing: 'plain' | 'framed';
+  readonly framing: EchoFraming;
   readonly size: number;
   readonly runs: readonly EchoRun[];
   readonly exchangesPerSecond: Spread;
@@ -91,6 +104,7 @@ export interface BenchResults {
   readonly points: PointResult[];
   readonly saturation: SaturationEntry[];
   readonly echo: EchoEntry[];
+  readonly stream: StreamEntry[];
 }
 
 /** Summarises the runs of a point. */
@@ -107,6 +121,12 @@ export function summarise(runs: readonly RunFigures[]): PointSummary {
     },
     errors: runs.reduce((n, r) => n + r.load.errors, 0),
     missed: runs.reduce((n, r) => n + r.load.missed, 0),
+    countersPerRequest: Object.fromEntries(
+      Object.keys(runs[0]?.countersPerRequest ?? {}).map((k) => [
+        k,
+        pick((r) => r.countersPerRequest?.[k] ?? NaN),
+      ]),
+    ),
     tiers: Object.fromEntries(
       tierNames.map((t) => [
         t,

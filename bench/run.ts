@@ -14,15 +14,16 @@ import { formatBytes } from '../src/cli/units.js';
 import { startChain, type Chain, type IntermediateKind } from '../src/harness/chain.js';
 import { limitCpu } from '../src/harness/cgroup.js';
 import { renderCharts } from './charts.js';
-import { runEcho, type EchoRun } from './echo.js';
+import { runEcho, type EchoFraming, type EchoRun } from './echo.js';
 import { environment, type Environment } from './environment.js';
-import { measureRun, type RunFigures } from './measure.js';
+import { measureRun, measured, type RunFigures } from './measure.js';
 import { benchOptions, profiles } from './options.js';
 import { Progress } from './progress.js';
 import { renderReport } from './report.js';
 import { describeRun, summarise, type BenchResults, type Scenario } from './results.js';
 import { searchSaturation, type SaturationOptions } from './saturation.js';
 import { spread } from './stats.js';
+import { startStreamChain, writeStreamFiles, type StreamIsKind } from './stream.js';
 
 type Options = OptionValues<typeof benchOptions>;
 
@@ -33,6 +34,7 @@ interface Topology {
 
 function topologies(o: Options): Topology[] {
   const out: Topology[] = [];
+  if (!o.scenarios.includes('matrix')) return out;
   for (const n of o.intermediates) {
     if (n === 0) out.push({ intermediates: 0, isKind: 'odb' });
     else for (const isKind of o.isKinds) out.push({ intermediates: n, isKind });
@@ -40,21 +42,36 @@ function topologies(o: Options): Topology[] {
   return out;
 }
 
-function rateFor(o: Options, sizeIndex: number): number {
-  return o.rates[Math.min(sizeIndex, o.rates.length - 1)]!;
+function rateFor(rates: readonly number[], sizeIndex: number): number {
+  return rates[Math.min(sizeIndex, rates.length - 1)]!;
 }
+
+const streamIsKinds: readonly StreamIsKind[] = ['proxy', 'hash'];
+const streamModes = ['vanilla', 'stream'] as const;
+const echoFramings: readonly EchoFraming[] = ['plain', 'framed', 'stream'];
 
 /** Seconds each kind of step takes, for the progress estimate. */
 function plan(o: Options): { steps: number; seconds: number } {
   const run = (o.duration + o.warmup) / 1000 + 0.5;
   const tops = topologies(o);
   const matrix = tops.length * o.modes.length * o.sizes.length * o.repeats;
-  const saturation = o.saturationSizes.length * o.modes.length + o.quotas.length * o.modes.length;
-  const echo = o.echoSizes.length * 2 * o.repeats;
-  const chains = tops.length * o.modes.length + saturation;
+  const saturation =
+    (o.scenarios.includes('saturation') && o.intermediates.includes(1)
+      ? o.saturationSizes.length * o.modes.length
+      : 0) + (o.scenarios.includes('quota') ? o.quotas.length * o.modes.length : 0);
+  const echo = o.scenarios.includes('echo')
+    ? o.echoSizes.length * echoFramings.length * o.repeats
+    : 0;
+  const stream = o.scenarios.includes('stream')
+    ? streamIsKinds.length * streamModes.length * o.streamSizes.length * o.repeats
+    : 0;
+  const chains =
+    tops.length * o.modes.length +
+    saturation +
+    stream / Math.max(1, o.streamSizes.length * o.repeats);
   return {
-    steps: matrix + saturation + echo,
-    seconds: matrix * run + saturation * 8 * run + echo * run + chains * 2,
+    steps: matrix + saturation + echo + stream,
+    seconds: (matrix + echo + stream) * run + saturation * 8 * run + chains * 2,
   };
 }
 
@@ -89,7 +106,7 @@ async function main(): Promise<void> {
     benchOptions,
   );
   command.parse(process.argv);
-  const profileName = (command.opts().profile as 'full' | 'smoke' | undefined) ?? 'full';
+  const profileName = (command.opts().profile as keyof typeof profiles | undefined) ?? 'full';
   const o = resolveOptions(benchOptions, command, profiles[profileName]);
   const env = environment(o.env);
   const outDir = o.out ?? join('bench', 'out', new Date().toISOString().replace(/[:.]/g, '-'));
@@ -108,6 +125,7 @@ async function main(): Promise<void> {
     points: [],
     saturation: [],
     echo: [],
+    stream: [],
   };
   const { steps, seconds } = plan(o);
   const progress = new Progress(steps, seconds);
@@ -138,7 +156,7 @@ async function main(): Promise<void> {
               isKind: topology.intermediates === 0 ? 'none' : topology.isKind,
               mode,
               size,
-              rate: rateFor(o, i),
+              rate: rateFor(o.rates, i),
             };
             const runs: RunFigures[] = [];
             for (let r = 0; r < o.repeats; r++) {
@@ -146,7 +164,7 @@ async function main(): Promise<void> {
                 `n=${topology.intermediates} ${scenario.isKind} ${mode} ${formatBytes(size)} run ${r + 1}/${o.repeats}`,
               );
               runs.push(
-                await measureRun(env, chain, `/bytes/${size}`, {
+                await measureRun(env, measured(env, chain), `/bytes/${size}`, {
                   rate: scenario.rate,
                   connections: o.connections,
                   durationMs: o.duration,
@@ -157,7 +175,11 @@ async function main(): Promise<void> {
             }
             results.points.push({ scenario, runs, summary: summarise(runs) });
           }
-          if (topology.intermediates === 1 && topology.isKind === 'odb') {
+          if (
+            o.scenarios.includes('saturation') &&
+            topology.intermediates === 1 &&
+            topology.isKind === 'odb'
+          ) {
             for (const size of o.saturationSizes) {
               progress.step(`saturation n=1 ${mode} ${formatBytes(size)}`);
               const result = await searchSaturation(
@@ -173,7 +195,7 @@ async function main(): Promise<void> {
       }
     }
 
-    for (const q of o.quotas) {
+    for (const q of o.scenarios.includes('quota') ? o.quotas : []) {
       for (const mode of o.modes) {
         progress.step(`saturation with ${q.tier} limited to ${q.cpus} CPU, ${mode}`);
         await withChain(env, work, o, { intermediates: 1, isKind: 'odb' }, mode, async (chain) => {
@@ -201,12 +223,61 @@ async function main(): Promise<void> {
       }
     }
 
-    for (const size of o.echoSizes) {
-      for (const framing of ['plain', 'framed'] as const) {
+    if (o.scenarios.includes('stream')) {
+      // The stream programs bind 127.0.0.1 (see stream.ts): so does their load generator.
+      const onLoopback = environment('loopback');
+      const filesDir = writeStreamFiles(work.root, o.streamSizes);
+      for (const isKind of streamIsKinds) {
+        for (const mode of streamModes) {
+          const chain = await startStreamChain({
+            stream: mode === 'stream',
+            keyFile: work.keyFile,
+            filesDir,
+            isKind,
+          });
+          try {
+            for (const [i, size] of o.streamSizes.entries()) {
+              const rate = rateFor(o.streamRates, i);
+              const runs: RunFigures[] = [];
+              for (let r = 0; r < o.repeats; r++) {
+                progress.step(
+                  `stream: IS ${isKind}, ${mode}, ${formatBytes(size)} run ${r + 1}/${o.repeats}`,
+                );
+                runs.push(
+                  await measureRun(onLoopback, chain, `/bytes/${size}`, {
+                    rate,
+                    connections: o.connections,
+                    durationMs: o.duration,
+                    warmupMs: o.warmup,
+                    hashEvery: size >= 256 * 1024 ? 8 : 1,
+                  }),
+                );
+              }
+              results.stream.push({ isKind, mode, size, rate, runs, summary: summarise(runs) });
+            }
+          } finally {
+            await chain.stop();
+          }
+        }
+      }
+    }
+
+    for (const size of o.scenarios.includes('echo') ? o.echoSizes : []) {
+      for (const framing of echoFramings) {
         const runs: EchoRun[] = [];
         for (let r = 0; r < o.repeats; r++) {
           progress.step(`echo ${framing} ${size} B run ${r + 1}/${o.repeats}`);
-          runs.push(await runEcho(env, framing, size, o.echoConnections, o.duration, o.warmup));
+          runs.push(
+            await runEcho(
+              env,
+              framing,
+              size,
+              o.echoConnections,
+              o.duration,
+              o.warmup,
+              work.keyFile,
+            ),
+          );
         }
         results.echo.push({
           framing,

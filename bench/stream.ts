@@ -1,0 +1,119 @@
+/**
+ * The stream-mode scenario: the chain a user already runs — a plain Node `http` file server as
+ * BE, a plain `http-proxy` script as IS and as client-facing FE — started as is (`vanilla`) and
+ * with `node --import odb/register` (`stream`), at the same fixed rates. A second IS program
+ * reads (hashes) every body, to count the lazy-buffer faults that reading costs.
+ *
+ * The programs are the end-to-end fixtures (test/fixtures/stream). They bind 127.0.0.1, so this
+ * scenario runs on loopback whatever `--env` says; bytes are each process's own read/write
+ * counters (/proc/<pid>/io: every byte it read or wrote with a syscall, sockets and files).
+ */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { freePort } from '../src/harness/free-port.js';
+import { processIo, startNodeProgram, type NodeProgram } from '../src/harness/node-program.js';
+import { defaultSyntheticSeed, syntheticBytes } from '../src/tiers/synthetic.js';
+import type { MeasuredChain } from './measure.js';
+
+/** Which program runs as the IS. */
+export type StreamIsKind = 'proxy' | 'hash';
+
+const programs: Record<StreamIsKind | 'be' | 'fe', string> = {
+  be: 'be-files.mjs',
+  proxy: 'is-proxy.mjs',
+  hash: 'is-hash.mjs',
+  fe: 'is-proxy.mjs',
+};
+
+function program(file: string): string {
+  return fileURLToPath(new URL(`../../test/fixtures/stream/${file}`, import.meta.url));
+}
+
+/**
+ * A running stream chain. In stream mode its counters are the IS agent's: `isFaults` (first
+ * touches of lazy buffers, each fetching a read-ahead chunk), `isFaultBytes`, `isFetchFailures`.
+ */
+export interface StreamChain extends MeasuredChain {
+  stop(): Promise<void>;
+}
+
+/** Writes `/bytes/<size>` files with the load generator's default synthetic payload. */
+export function writeStreamFiles(root: string, sizes: readonly number[]): string {
+  const dir = join(root, 'stream-files');
+  mkdirSync(join(dir, 'bytes'), { recursive: true });
+  for (const size of sizes)
+    writeFileSync(join(dir, 'bytes', String(size)), syntheticBytes(defaultSyntheticSeed, 0, size));
+  return dir;
+}
+
+/** Starts BE ← IS ← FE, all with `--import odb/register` when `stream`. */
+export async function startStreamChain(options: {
+  readonly stream: boolean;
+  readonly keyFile: string;
+  readonly filesDir: string;
+  readonly isKind: StreamIsKind;
+}): Promise<StreamChain> {
+  const [bePort, isPort, isStore] = [await freePort(), await freePort(), await freePort()];
+  const odb = (env: Record<string, string>): Record<string, string> =>
+    options.stream ? { ODB_KEY_FILE: options.keyFile, ODB_LOG_LEVEL: 'warn', ...env } : {};
+  const started: NodeProgram[] = [];
+  const start = async (
+    name: string,
+    file: string,
+    env: Record<string, string>,
+  ): Promise<NodeProgram> => {
+    const p = await startNodeProgram(name, program(file), { odb: options.stream, env });
+    started.push(p);
+    return p;
+  };
+  try {
+    await start('be', programs.be, {
+      PORT: String(bePort),
+      FILES_DIR: options.filesDir,
+      ...odb({ ODB_LISTEN: String(bePort) }),
+    });
+    await start('is1', programs[options.isKind], {
+      PORT: String(isPort),
+      UPSTREAM: `http://127.0.0.1:${bePort}`,
+      ...odb({
+        ODB_LISTEN: String(isPort),
+        ODB_CONNECT: `127.0.0.1:${bePort}`,
+        ODB_STORE_LISTEN: `127.0.0.1:${isStore}`,
+      }),
+    });
+    const fe = await start('fe', programs.fe, {
+      PORT: '0',
+      UPSTREAM: `http://127.0.0.1:${isPort}`,
+      ...odb({ ODB_CONNECT: `127.0.0.1:${isPort}` }),
+    });
+    return {
+      processes: started,
+      url: (path) => `http://127.0.0.1:${fe.port}${path}`,
+      bytes: async (tier) => {
+        const { read, written } = processIo(started.find((p) => p.name === tier)!.child.pid!);
+        return { rx: read, tx: written };
+      },
+      counters: async (): Promise<Record<string, number>> => {
+        if (!options.stream) return {};
+        const response = await fetch(`http://127.0.0.1:${isStore}/odb/v1/ping`);
+        const ping = (await response.json()) as {
+          faults: number;
+          faultBytes: number;
+          fetchFailures: number;
+        };
+        return {
+          isFaults: ping.faults,
+          isFaultBytes: ping.faultBytes,
+          isFetchFailures: ping.fetchFailures,
+        };
+      },
+      stop: async () => {
+        await Promise.all(started.map((p) => p.stop()));
+      },
+    };
+  } catch (err) {
+    await Promise.all(started.map((p) => p.stop()));
+    throw err;
+  }
+}
