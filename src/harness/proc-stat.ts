@@ -20,11 +20,21 @@ export function cpuMicros(pid: number): number {
   return ((utime + stime) * 1e6) / clockTicks();
 }
 
+/** A `kB` field of /proc/<pid>/status, in bytes (0 when absent). */
+function statusBytes(pid: number, field: 'VmHWM' | 'VmRSS'): number {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const kib = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status)?.[1];
+  return Number(kib ?? 0) * 1024;
+}
+
 /** Peak resident set size of `pid` (VmHWM), in bytes. */
 export function peakRssBytes(pid: number): number {
-  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-  const kib = /^VmHWM:\s+(\d+) kB/m.exec(status)?.[1];
-  return Number(kib ?? 0) * 1024;
+  return statusBytes(pid, 'VmHWM');
+}
+
+/** Resident set size of `pid` now (VmRSS), in bytes. */
+export function rssBytes(pid: number): number {
+  return statusBytes(pid, 'VmRSS');
 }
 
 /** CPU µs of every process of a tier. */

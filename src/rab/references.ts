@@ -1,3 +1,5 @@
+import { macBytes } from '../protocol/descriptor.js';
+
 /**
  * The references to one counted payload (stream mode), by token: the MAC of the descriptor that
  * grants the reference. A forwarder retains a token for the next holder, and that holder releases
@@ -50,5 +52,5 @@ function take(counts: Map<string, number>, key: string): boolean {
 
 /** The token of the reference a descriptor grants: its MAC, in hex. */
 export function referenceToken(descriptorBytes: Buffer): string {
-  return descriptorBytes.subarray(descriptorBytes.length - 32).toString('hex');
+  return descriptorBytes.subarray(descriptorBytes.length - macBytes).toString('hex');
 }

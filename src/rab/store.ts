@@ -192,34 +192,29 @@ export class BufferStore {
     }
   }
 
-  /**
-   * Adds the reference `token` grants to a counted entry and extends its life by the TTL. For a
-   * payload not registered yet, the reference waits for it (up to the TTL); false then.
-   */
+  /** Adds the reference `token` grants to a counted entry and extends its life by the TTL. */
   retainReference(id: string, token: string): boolean {
-    const entry = this.#entries.get(id);
-    if (!entry?.refs) {
-      this.#pendingReferences(id)?.retain(token);
-      return false;
-    }
-    entry.refs.retain(token);
-    entry.expiresAt = Math.max(entry.expiresAt, this.#now() + this.ttlMs);
-    if (entry.refs.count === 0) this.#drop(entry, 'released');
-    return true;
+    return this.#reference(id, token, 'retain');
+  }
+
+  /** Gives back the reference `token` granted; the entry goes with its last reference. */
+  releaseReference(id: string, token: string): boolean {
+    return this.#reference(id, token, 'release');
   }
 
   /**
-   * Gives back the reference `token` granted; the entry goes with its last reference. For a
-   * payload not registered yet, the release waits for it (up to the TTL); false then.
+   * Applies a retain or release to a counted entry. For a payload not registered yet, it waits
+   * for the payload (up to the TTL), and the answer is false.
    */
-  releaseReference(id: string, token: string): boolean {
+  #reference(id: string, token: string, verb: 'retain' | 'release'): boolean {
     const entry = this.#entries.get(id);
     if (!entry?.refs) {
-      this.#pendingReferences(id)?.release(token);
+      this.#pendingReferences(id)?.[verb](token);
       return false;
     }
-    entry.refs.release(token);
-    if (entry.refs.count === 0) this.#drop(entry, 'released');
+    entry.refs[verb](token);
+    if (verb === 'retain') entry.expiresAt = Math.max(entry.expiresAt, this.#now() + this.ttlMs);
+    else if (entry.refs.count === 0) this.#drop(entry, 'released');
     return true;
   }
 

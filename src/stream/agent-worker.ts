@@ -115,7 +115,8 @@ async function bytesFor(info: RegionInfo, offset: number, length: number): Promi
       const parts: Buffer[] = [];
       for await (const chunk of entry.source.read(range.offset, range.offset + range.length))
         parts.push(chunk);
-      return Buffer.concat(parts, range.length);
+      // One chunk is already the range (a view of the shared bytes), and `fill` copies it anyway.
+      return parts.length === 1 ? parts[0]! : Buffer.concat(parts, range.length);
     } finally {
       store.endRead(entry);
     }

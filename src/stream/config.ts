@@ -80,6 +80,12 @@ function list(text: string): string[] {
     .filter(Boolean);
 }
 
+/** A variable's `*` or comma-separated list; undefined when it is not set. */
+function starOrList(text: string | undefined): '*' | string[] | undefined {
+  if (text === undefined) return undefined;
+  return text === '*' ? '*' : list(text);
+}
+
 function peer(text: string): PeerPattern {
   if (/^:\d+$/.test(text)) return { host: undefined, port: Number(text.slice(1)) };
   const { host, port } = parseHostPort(text, 'ODB_CONNECT entry');
@@ -110,22 +116,8 @@ export function loadStreamConfig(env: NodeJS.ProcessEnv = process.env): StreamCo
       throw invalid('ODB_KEY_FILE (or keyFile in ODB_CONFIG) is required');
     return undefined;
   }
-  const listenText = env.ODB_LISTEN;
-  const listen =
-    listenText === '*'
-      ? '*'
-      : listenText !== undefined
-        ? list(listenText)
-            .map((p) => ports.parse([p]) as number[])
-            .flat()
-        : (file?.listen ?? []);
-  const connectText = env.ODB_CONNECT;
-  const connectRaw =
-    connectText === '*'
-      ? '*'
-      : connectText !== undefined
-        ? list(connectText)
-        : (file?.connect ?? []);
+  const listen = ports.parse(starOrList(env.ODB_LISTEN) ?? file?.listen ?? []);
+  const connectRaw = starOrList(env.ODB_CONNECT) ?? file?.connect ?? [];
   try {
     return {
       keyFile,

@@ -176,6 +176,7 @@ export class StreamRuntime {
 
   /** Regions held past half the TTL are fetched whole: a later read must not need the owner. */
   #fetchLongHeld(): void {
+    if (this.#live.size === 0) return; // nothing held: no collection needed either
     this.#gc?.();
     const old = Date.now() - this.config.store.ttlMs / 2;
     for (const live of this.#live.values()) {

@@ -1,8 +1,8 @@
 // Real processes in stream mode: ordinary fixture programs, with ODB added only by `--import`.
-import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { freePort } from '../../src/harness/free-port.js';
 import { processIo, startNodeProgram, type NodeProgram } from '../../src/harness/node-program.js';
+export { rssBytes } from '../../src/harness/proc-stat.js';
 
 /** A fixture process. */
 export type Peer = NodeProgram;
@@ -28,14 +28,6 @@ export async function startPeer(
 /** Bytes the process has read with read(2) so far, sockets included (/proc/<pid>/io rchar). */
 export function bytesRead(pid: number): number {
   return processIo(pid).read;
-}
-
-/** Resident set size of a process now, in bytes. */
-export function rssBytes(pid: number): number {
-  return (
-    Number(/^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? NaN) *
-    1024
-  );
 }
 
 /** Payloads a stream-mode process's store holds (its agent's ping). */
