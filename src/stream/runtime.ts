@@ -36,6 +36,13 @@ interface LazyRegion {
  */
 const liveRegionsBeforeGc = 4096;
 const gcIntervalMs = 1000;
+/**
+ * Own payloads allocated (shared memory) before the runtime asks V8 for a full collection. A
+ * payload's memory is freed only when both threads' handles to it are collected, and a sender's
+ * application thread may allocate too little JavaScript to collect often: without this, memory
+ * already given back by the store stayed mapped by the gigabyte.
+ */
+const ownBytesBeforeGc = 64 * 1024 * 1024;
 const idleGcMs = 500;
 const maxIdleGcMs = 8000;
 
@@ -118,6 +125,7 @@ export class StreamRuntime {
   #lastGc = 0;
   #idleTimer: NodeJS.Timeout | undefined;
   #idleGcDelay = idleGcMs;
+  #ownBytesSinceGc = 0;
 
   private constructor(
     config: StreamConfig,
@@ -139,6 +147,14 @@ export class StreamRuntime {
     // After the listener: adding a 'message' listener refs the worker's port again, and the agent
     // must never keep a program alive that would otherwise exit.
     worker.unref();
+  }
+
+  #collectOwnGarbage(): void {
+    const now = Date.now();
+    if (!this.#gc || now - this.#lastGc < gcIntervalMs) return;
+    this.#lastGc = now;
+    this.#ownBytesSinceGc = 0;
+    this.#gc();
   }
 
   #liveRegions(): number {
@@ -316,6 +332,8 @@ export class StreamRuntime {
     const id = payloadIdHex(whole);
     this.#own.set(id, shared);
     this.#ownBytes += size;
+    this.#ownBytesSinceGc += size;
+    if (this.#ownBytesSinceGc >= ownBytesBeforeGc) this.#collectOwnGarbage();
     this.#post({ type: 'register', descriptor: whole.bytes, bytes: shared });
     return { id, shared, whole };
   }
