@@ -10,7 +10,7 @@
  *                       (learn which peers answer a hello, on a separate probe connection)
  *   ODB_THRESHOLD       smallest write sent as a descriptor (default 64KiB)
  *   ODB_COALESCE        bytes of the shared payload consecutive writes of a connection go to
- *                       (default 1MiB; 0: one payload per write)
+ *                       (default 0: one payload per write; e.g. 1MiB, see docs/stream-mode.md)
  *   ODB_STORE_LISTEN    this process's buffer store (default 127.0.0.1:0)
  *   ODB_STORE_ADVERTISE endpoint written into descriptors (default: the bound address)
  *   ODB_STORE_BUDGET    memory for payloads sent as descriptors (default 256MiB)
@@ -109,7 +109,7 @@ export async function loadStreamConfig(
           : (file?.clientFacing ?? []),
       connect: connectRaw === '*' ? '*' : connectRaw.map(peer),
       thresholdBytes: parseSize(env.ODB_THRESHOLD ?? file?.threshold ?? '64KiB', 'ODB_THRESHOLD'),
-      coalesceBytes: parseSize(env.ODB_COALESCE ?? file?.coalesce ?? '1MiB', 'ODB_COALESCE'),
+      coalesceBytes: parseSize(env.ODB_COALESCE ?? file?.coalesce ?? '0', 'ODB_COALESCE'),
       store: {
         listen: parseHostPort(
           env.ODB_STORE_LISTEN ?? file?.store?.listen ?? '127.0.0.1:0',

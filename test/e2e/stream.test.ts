@@ -69,6 +69,7 @@ interface StreamChain {
 async function chain(
   isFixture: string,
   isExtra: Record<string, string> = {},
+  beExtra: Record<string, string> = {},
 ): Promise<StreamChain> {
   const [bePort, beStore, isPort, isStore] = [
     await freePort(),
@@ -84,6 +85,7 @@ async function chain(
       ODB_LISTEN: String(bePort),
       ODB_STORE_LISTEN: `127.0.0.1:${beStore}`,
       FILES_DIR: ws.dir,
+      ...beExtra,
     }),
   );
   const is = await peer(
@@ -151,7 +153,7 @@ test('http-proxy IS: ≥ 99 % of body bytes never reach it, the client gets exac
 });
 
 test('an IS that reads every body gets exact bytes (fetched on touch) and the right hash', async () => {
-  const c = await chain('is-hash.mjs');
+  const c = await chain('is-hash.mjs', {}, { ODB_COALESCE: '1MiB' });
   for (const size of sizes) {
     const registeredBefore = (await pingAgent(c.beStore)).registered;
     const r = await get(c.url(`/f${size}.bin`));
