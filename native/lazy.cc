@@ -61,9 +61,6 @@ struct Region {
   size_t readahead = 0;               // bytes of the last chunk
   size_t filled_pages = 0;
   bool released = false;
-  // This process gave its reference to the owner's payload back (every byte is here): the region
-  // must no longer be forwarded as a descriptor.
-  bool remote_released = false;
 };
 
 struct FaultRequest {
@@ -83,11 +80,6 @@ std::map<uintptr_t, std::shared_ptr<Region>> by_base;
 std::unordered_map<uint32_t, std::shared_ptr<Region>> by_id;
 uint32_t next_id = 1;
 Napi::ThreadSafeFunction on_fault;
-Napi::ThreadSafeFunction on_gone;  // region ids, once their memory is unmapped
-// The two functions live in the agent thread's environment, which ends before the process's
-// last regions are freed (at exit): calls are made only while it lives.
-std::mutex agent_mu;
-bool agent_open = false;
 std::thread handler;
 std::atomic<bool> stopping{false};
 std::atomic<int64_t> populated_delta{0};  // bytes filled since the main thread last accounted them
@@ -155,15 +147,12 @@ void handle_faults() {
         size_t offset = page * page_size;
         requests.push_back({r->id, offset, std::min(r->length, end * page_size) - offset});
       }
-      std::lock_guard<std::mutex> agent_lock(agent_mu);
       for (auto& req : requests) {
-        if (!agent_open) break;
         auto* copy = new FaultRequest(req);
-        napi_status status = on_fault.NonBlockingCall(copy, [](Napi::Env env, Napi::Function fn, FaultRequest* q) {
+        on_fault.NonBlockingCall(copy, [](Napi::Env env, Napi::Function fn, FaultRequest* q) {
           fn.Call({Napi::Number::New(env, q->id), Napi::Number::New(env, q->offset), Napi::Number::New(env, q->length)});
           delete q;
         });
-        if (status != napi_ok) delete copy;
       }
     }
   }
@@ -191,11 +180,11 @@ Napi::Value Throw(Napi::Env env, const std::string& message) {
   return env.Undefined();
 }
 
-// init(onFault(id, offset, length), onGone(id)): called once, in the thread that serves faults.
+// init(onFault(id, offset, length)): called once, in the thread that serves faults.
 Napi::Value Init(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (uffd >= 0) return Throw(env, "lazy buffers: already initialised");
-  if (info.Length() < 2 || !info[0].IsFunction() || !info[1].IsFunction()) return Throw(env, "init(onFault, onGone) needs two functions");
+  if (info.Length() < 1 || !info[0].IsFunction()) return Throw(env, "init(onFault) needs a function");
   uffd = static_cast<int>(syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK));
   if (uffd < 0) return Throw(env, std::string("userfaultfd: ") + strerror(errno));
   struct uffdio_api api = {UFFD_API, 0, 0};
@@ -222,16 +211,7 @@ Napi::Value Init(const Napi::CallbackInfo& info) {
   have_wp = (api.features & UFFD_FEATURE_PAGEFAULT_FLAG_WP) != 0;
 #endif
   have_poison = (api.features & UFFD_FEATURE_POISON) != 0;
-  auto closed = [](Napi::Env) {
-    std::lock_guard<std::mutex> lock(agent_mu);
-    agent_open = false;
-  };
-  on_fault = Napi::ThreadSafeFunction::New(env, info[0].As<Napi::Function>(), "odb-lazy-faults", 0, 1, closed);
-  on_gone = Napi::ThreadSafeFunction::New(env, info[1].As<Napi::Function>(), "odb-lazy-gone", 0, 1, closed);
-  {
-    std::lock_guard<std::mutex> lock(agent_mu);
-    agent_open = true;
-  }
+  on_fault = Napi::ThreadSafeFunction::New(env, info[0].As<Napi::Function>(), "odb-lazy-faults", 0, 1);
   struct sigaction sa;
   memset(&sa, 0, sizeof sa);
   sa.sa_sigaction = on_sigbus;
@@ -265,18 +245,6 @@ void FinalizeRegion(Napi::Env env, uint8_t*, std::shared_ptr<Region>* hint) {
   munmap(reinterpret_cast<void*>(r->base), r->mapped);
   // Balance the accounting done at creation and while filling (see CreateRegion).
   Napi::MemoryManagement::AdjustExternalMemory(env, static_cast<int64_t>(r->length) - static_cast<int64_t>(populated));
-  // The fault-serving thread gives the region's reference back. Told from here rather than by a
-  // JavaScript FinalizationRegistry: V8 clears those only in full collections, which would keep
-  // every region (and its external memory) alive until one, and make them frequent.
-  std::lock_guard<std::mutex> agent_lock(agent_mu);
-  if (agent_open) {
-    auto* id = new uint32_t(r->id);
-    napi_status status = on_gone.NonBlockingCall(id, [](Napi::Env env, Napi::Function fn, uint32_t* gone) {
-      fn.Call({Napi::Number::New(env, *gone)});
-      delete gone;
-    });
-    if (status != napi_ok) delete id;
-  }
 }
 
 // createRegion(length, label) -> [buffer, id]   (main thread)
@@ -440,12 +408,10 @@ Napi::Value PageStates(const Napi::CallbackInfo& info) {
   size_t offset = static_cast<size_t>(info[1].As<Napi::Number>().DoubleValue());
   size_t length = static_cast<size_t>(info[2].As<Napi::Number>().DoubleValue());
   size_t counts[5] = {0, 0, 0, 0, 0};
-  bool remote_released;
   {
     std::lock_guard<std::mutex> lock(mu);
     size_t end = std::min(offset + length, r->length);
     for (size_t page = offset / page_size; page * page_size < end; page++) counts[r->pages[page]]++;
-    remote_released = r->remote_released;
   }
   Napi::Object out = Napi::Object::New(env);
   out.Set("missing", static_cast<double>(counts[kMissing]));
@@ -453,23 +419,7 @@ Napi::Value PageStates(const Napi::CallbackInfo& info) {
   out.Set("clean", static_cast<double>(counts[kClean]));
   out.Set("dirty", static_cast<double>(counts[kDirty]));
   out.Set("poisoned", static_cast<double>(counts[kPoisoned]));
-  out.Set("remoteReleased", remote_released);
   return out;
-}
-
-// markRemoteReleased(id): the region's reference to the owner is being given back.
-Napi::Value MarkRemoteReleased(const Napi::CallbackInfo& info) {
-  auto r = RegionArg(info);
-  if (!r) return Napi::Boolean::New(info.Env(), false);
-  std::lock_guard<std::mutex> lock(mu);
-  r->remote_released = true;
-  return Napi::Boolean::New(info.Env(), true);
-}
-
-// liveRegions(): regions whose memory is still mapped.
-Napi::Value LiveRegions(const Napi::CallbackInfo& info) {
-  std::lock_guard<std::mutex> lock(mu);
-  return Napi::Number::New(info.Env(), static_cast<double>(by_id.size()));
 }
 
 // requestMissing(id) -> fetch requests for every missing page, in chunks (for materialisation
@@ -514,8 +464,6 @@ Napi::Object Module(Napi::Env env, Napi::Object exports) {
   exports.Set("pageStates", Napi::Function::New(env, PageStates));
   exports.Set("requestMissing", Napi::Function::New(env, RequestMissing));
   exports.Set("syncExternalMemory", Napi::Function::New(env, SyncExternalMemory));
-  exports.Set("markRemoteReleased", Napi::Function::New(env, MarkRemoteReleased));
-  exports.Set("liveRegions", Napi::Function::New(env, LiveRegions));
   exports.Set("initialised", Napi::Function::New(env, [](const Napi::CallbackInfo& i) { return Napi::Boolean::New(i.Env(), uffd >= 0); }));
   return exports;
 }

@@ -14,8 +14,6 @@ export interface PageStates {
   readonly clean: number;
   readonly dirty: number;
   readonly poisoned: number;
-  /** The region's reference to the owner was given back: it must not be forwarded. */
-  readonly remoteReleased: boolean;
 }
 
 /** What the kernel offered at initialisation. */
@@ -29,14 +27,8 @@ export interface LazyFeatures {
 
 /** The addon's functions (see native/lazy.cc). */
 export interface LazyBinding {
-  /**
-   * Once per process, in the thread that will serve faults; `onGone` hears of each region whose
-   * Buffer was collected and memory unmapped.
-   */
-  init(
-    onFault: (id: number, offset: number, length: number) => void,
-    onGone: (id: number) => void,
-  ): LazyFeatures;
+  /** Once per process, in the thread that will serve faults. */
+  init(onFault: (id: number, offset: number, length: number) => void): LazyFeatures;
   initialised(): boolean;
   /** A new region of `length` bytes: its Buffer and id. `label` names it in fatal messages. */
   createRegion(length: number, label: string): [Buffer, number];
@@ -49,10 +41,6 @@ export interface LazyBinding {
   requestMissing(id: number): [number, number][];
   /** Reports bytes filled since the last call to V8's external-memory accounting. */
   syncExternalMemory(): number;
-  /** Records that the region's reference to the owner is given back (see PageStates). */
-  markRemoteReleased(id: number): boolean;
-  /** Regions whose memory is still mapped. */
-  liveRegions(): number;
 }
 
 /** Where the addon may be, in the order tried. */

@@ -23,11 +23,8 @@ export type AgentMessage =
     }
   /** A lazy region was created for a descriptor (text form). */
   | { readonly type: 'region'; readonly id: number; readonly descriptor: string }
-  /**
-   * Every byte of a region is here and it is marked so (it is no longer forwarded): give its
-   * reference back to the owner.
-   */
-  | { readonly type: 'region-released'; readonly id: number }
+  /** A lazy region was garbage-collected: give its reference back to the owner. */
+  | { readonly type: 'region-gone'; readonly id: number }
   /** A (derived) descriptor is being forwarded: take a reference for the next holder. */
   | { readonly type: 'retain'; readonly descriptor: string }
   /** This process is done with the reference a descriptor granted it (text form). */
@@ -53,16 +50,7 @@ export type AgentEvent =
     }
   /** A payload left the store: its shared memory may go, its budget is free again. */
   | { readonly type: 'dropped'; readonly id: string; readonly charge: number }
-  /**
-   * A region was fetched whole: for a `materialize` request, or on the agent's own initiative
-   * (held past half the TTL; no request id).
-   */
-  | {
-      readonly type: 'materialized';
-      readonly regionId: number;
-      readonly requestId?: number;
-      readonly error?: string;
-    }
+  | { readonly type: 'materialized'; readonly requestId: number; readonly error?: string }
   | {
       readonly type: 'fetch-failed';
       readonly regionId: number;

@@ -17,7 +17,6 @@ import {
   descriptorFromText,
   descriptorToText,
   payloadIdHex,
-  signDescriptor,
   type Descriptor,
 } from '../protocol/descriptor.js';
 import { StoreClient } from '../rab/client.js';
@@ -58,8 +57,6 @@ interface RegionInfo {
   readonly createdAt: number;
   /** The remote reference was given back early (the region holds every byte). */
   remoteReleased: boolean;
-  /** Being fetched whole because it was held long. */
-  fetchingWhole: boolean;
 }
 const regions = new Map<number, RegionInfo>();
 const pendingFaults = new Map<number, [number, number][]>();
@@ -103,73 +100,14 @@ let lazy: LazyBinding | undefined;
 let features: LazyFeatures | undefined;
 let lazyReason: string | undefined;
 
-/** The longest run of consecutive slices one fetch covers. */
-const maxRunBytes = 2 * 1024 * 1024;
-
-/** Part of a region to fill, region-relative. */
-interface Piece {
-  readonly id: number;
-  readonly offset: number;
-  readonly length: number;
-}
-
-/**
- * Lazy regions by payload and start offset there. Consecutive writes of a sender share one
- * payload (coalescer.ts), so the regions this process received for them are neighbours here,
- * and one fetch can fill a run of them.
- */
-const regionsByPayload = new Map<string, Map<number, number>>();
-/** Per payload, where a sequential reader's next fault is expected and how far to read ahead. */
-const sequential = new Map<string, { next: number; span: number }>();
-/** Fills under way per region: materialisation waits for pages another fetch is bringing. */
-const inFlight = new Map<number, Set<Promise<void>>>();
-
-function payloadKey(d: Descriptor): string {
-  return `${d.endpoint} ${payloadIdHex(d)}`;
-}
-
-/** Adds the regions that follow `pieces` in their payload, while wholly missing, up to `span`. */
-function extendRun(first: RegionInfo, pieces: Piece[], span: number): void {
-  const neighbours = regionsByPayload.get(payloadKey(first.descriptor));
-  let last = pieces[pieces.length - 1]!;
-  let info = regions.get(last.id)!;
-  let bytes = pieces.reduce((n, p) => n + p.length, 0);
-  while (neighbours && bytes < span && last.offset + last.length === info.descriptor.length) {
-    const nextId = neighbours.get(info.descriptor.offset + info.descriptor.length);
-    const next = nextId === undefined ? undefined : regions.get(nextId);
-    if (!next || next.descriptor.length + bytes > span) return;
-    const states = lazy!.pageStates(nextId!, 0, next.descriptor.length);
-    if (!states || states.missing * features!.pageSize < next.descriptor.length) return;
-    const claimed = lazy!.requestMissing(nextId!);
-    // A fault may have claimed pages meanwhile: only a whole region continues the run.
-    if (claimed.length !== 1 || claimed[0]![0] !== 0) {
-      for (const [offset, length] of claimed)
-        void fill(next.descriptor, [{ id: nextId!, offset, length }]);
-      return;
-    }
-    last = { id: nextId!, offset: 0, length: next.descriptor.length };
-    pieces.push(last);
-    bytes += last.length;
-    info = next;
-  }
-}
-
-/** The bytes of a run of pieces (consecutive in the payload `of` names), in one fetch. */
-async function bytesFor(of: Descriptor, pieces: readonly Piece[]): Promise<Buffer> {
-  const length = pieces.reduce((n, p) => n + p.length, 0);
-  // Signed here, with a fresh expiry: the run may span several descriptors this process holds,
-  // and the references it holds keep the payload alive.
-  const range = signDescriptor(
-    {
-      endpoint: of.endpoint,
-      payloadId: of.payloadId,
-      offset: of.offset + pieces[0]!.offset,
-      length,
-      totalSize: of.totalSize,
-      expiresAt: Date.now() + settings.fetchTimeoutMs * 4,
-      open: false,
-    },
+async function bytesFor(info: RegionInfo, offset: number, length: number): Promise<Buffer> {
+  // A fresh expiry: the descriptor on the wire may be old; the reference keeps the payload alive.
+  const range = deriveDescriptor(
+    info.descriptor,
     keyring.signing,
+    offset,
+    length,
+    Date.now() + settings.fetchTimeoutMs * 4,
   );
   if (range.endpoint === endpoint) {
     const entry = store.beginRead(payloadIdHex(range));
@@ -189,60 +127,22 @@ async function bytesFor(of: Descriptor, pieces: readonly Piece[]): Promise<Buffe
 /** A first touch of missing pages (a userfaultfd fault, read-ahead included): fetch and fill. */
 function onFault(id: number, offset: number, length: number): void {
   counters.faults++;
-  serveFault(id, offset, length);
+  counters.faultBytes += length;
+  void fill(id, offset, length);
 }
 
-function serveFault(id: number, offset: number, length: number): void {
+async function fill(id: number, offset: number, length: number): Promise<void> {
   const info = regions.get(id);
   if (!info) {
     // The fault overtook the region's announcement: serve it when that arrives.
     pendingFaults.set(id, [...(pendingFaults.get(id) ?? []), [offset, length]]);
     return;
   }
-  // A reader going through consecutive regions in order reads ahead into the next ones, the
-  // span doubling while it keeps on (as the addon does within a region).
-  const key = payloadKey(info.descriptor);
-  const at = info.descriptor.offset + offset;
-  const seq = sequential.get(key);
-  const span = seq && seq.next === at ? Math.min(maxRunBytes, seq.span * 2) : length;
-  const pieces: Piece[] = [{ id, offset, length }];
-  extendRun(info, pieces, span);
-  const bytes = pieces.reduce((n, p) => n + p.length, 0);
-  counters.faultBytes += bytes;
-  sequential.set(key, { next: at + bytes, span });
-  void fill(info.descriptor, pieces);
-}
-
-/**
- * Fetches a run of pieces (the first in the region of descriptor `of`) and fills them; on
- * failure their pages are poisoned, never left wrong. Regions collected meanwhile are skipped.
- */
-function fill(of: Descriptor, pieces: Piece[]): Promise<void> {
-  const done = fillOnce(of, pieces);
-  for (const { id } of pieces) {
-    let set = inFlight.get(id);
-    if (!set) inFlight.set(id, (set = new Set()));
-    set.add(done);
-  }
-  return done.finally(() => {
-    for (const { id } of pieces) {
-      const set = inFlight.get(id);
-      set?.delete(done);
-      if (set?.size === 0) inFlight.delete(id);
-    }
-  });
-}
-
-async function fillOnce(of: Descriptor, pieces: Piece[]): Promise<void> {
   let lastError: unknown;
   for (let attempt = 0; attempt <= settings.fetchRetries; attempt++) {
     try {
-      const bytes = await bytesFor(of, pieces);
-      let at = 0;
-      for (const p of pieces) {
-        lazy!.fill(p.id, p.offset, bytes.subarray(at, at + p.length));
-        at += p.length;
-      }
+      const bytes = await bytesFor(info, offset, length);
+      lazy!.fill(id, offset, bytes);
       return;
     } catch (err) {
       lastError = err;
@@ -250,28 +150,19 @@ async function fillOnce(of: Descriptor, pieces: Piece[]): Promise<void> {
     }
   }
   const code = isOdbError(lastError) ? lastError.code : 'ODB_ERR_FETCH_ABORTED';
-  for (const p of pieces) {
-    if (!regions.has(p.id)) continue;
-    counters.fetchFailures++;
-    post({
-      type: 'fetch-failed',
-      regionId: p.id,
-      code,
-      message: String((lastError as Error)?.message ?? lastError),
-    });
-    lazy!.poison(p.id, p.offset, p.length);
-  }
+  counters.fetchFailures++;
+  post({
+    type: 'fetch-failed',
+    regionId: id,
+    code,
+    message: String((lastError as Error)?.message ?? lastError),
+  });
+  lazy!.poison(id, offset, length);
 }
 
-/** Fetches every missing page of a region, and the wholly missing regions after it. */
 async function materialize(id: number): Promise<void> {
-  const info = regions.get(id);
-  if (!info) throw new OdbError('ODB_ERR_FETCH_ABORTED', `region ${id} is not known`);
-  const runs = lazy!.requestMissing(id).map(([offset, length]) => [{ id, offset, length }]);
-  // Whoever writes this region to a plain socket will most likely write its successors next.
-  if (runs.length > 0) extendRun(info, runs[runs.length - 1]!, maxRunBytes);
-  const waits = [...(inFlight.get(id) ?? [])];
-  await Promise.all([...runs.map((pieces) => fill(info.descriptor, pieces)), ...waits]);
+  const chunks = lazy!.requestMissing(id);
+  await Promise.all(chunks.map(([offset, length]) => fill(id, offset, length)));
   const states = lazy!.pageStates(id, 0, Number.MAX_SAFE_INTEGER);
   if (states && states.poisoned > 0)
     throw new OdbError('ODB_ERR_FETCH_ABORTED', `region ${id} could not be fetched`);
@@ -280,55 +171,13 @@ async function materialize(id: number): Promise<void> {
 const loaded = loadLazyBinding();
 if ('binding' in loaded) {
   try {
-    features = loaded.binding.init(onFault, onGone);
+    features = loaded.binding.init(onFault);
     lazy = loaded.binding;
   } catch (err) {
     lazyReason = `userfaultfd unavailable: ${(err as Error).message}`;
   }
 } else {
   lazyReason = loaded.reason;
-}
-
-/** Regions whose end was heard of before their announcement (the two travel different paths). */
-const goneEarly = new Set<number>();
-
-/** A region's Buffer was collected (told by the addon): give its reference back. */
-function onGone(id: number): void {
-  const info = regions.get(id);
-  if (!info) {
-    goneEarly.add(id);
-    return;
-  }
-  regions.delete(id);
-  forgetNeighbour(id, info.descriptor);
-  if (!info.remoteReleased) reference('release', info.descriptor);
-}
-
-/**
- * Regions held past half the TTL are fetched whole, so a later read never needs the owner; the
- * application thread then marks them and gives their references back ('region-released').
- */
-function fetchLongHeld(): void {
-  const old = Date.now() - settings.ttlMs / 2;
-  for (const [id, info] of regions) {
-    if (info.createdAt > old || info.remoteReleased || info.fetchingWhole) continue;
-    info.fetchingWhole = true;
-    materialize(id).then(
-      () => post({ type: 'materialized', regionId: id }),
-      () => {}, // poisoned: a read fails visibly; the reference goes with the region
-    );
-  }
-}
-setInterval(fetchLongHeld, Math.max(1000, settings.ttlMs / 4)).unref();
-
-function forgetNeighbour(id: number, descriptor: Descriptor): void {
-  const key = payloadKey(descriptor);
-  const neighbours = regionsByPayload.get(key);
-  if (neighbours?.get(descriptor.offset) === id) neighbours.delete(descriptor.offset);
-  if (neighbours?.size === 0) {
-    regionsByPayload.delete(key);
-    sequential.delete(key);
-  }
 }
 
 // ---- messages from the application thread ---------------------------------------------------
@@ -346,34 +195,22 @@ async function handle(message: AgentMessage): Promise<void> {
       return;
     }
     case 'region': {
-      const descriptor = descriptorFromText(message.descriptor);
-      if (goneEarly.delete(message.id)) {
-        reference('release', descriptor);
-        return;
-      }
       regions.set(message.id, {
-        descriptor,
+        descriptor: descriptorFromText(message.descriptor),
         createdAt: Date.now(),
         remoteReleased: false,
-        fetchingWhole: false,
       });
-      const key = payloadKey(descriptor);
-      let neighbours = regionsByPayload.get(key);
-      if (!neighbours) regionsByPayload.set(key, (neighbours = new Map()));
-      neighbours.set(descriptor.offset, message.id);
       const waiting = pendingFaults.get(message.id);
       if (waiting) {
         pendingFaults.delete(message.id);
-        for (const [offset, length] of waiting) serveFault(message.id, offset, length);
+        for (const [offset, length] of waiting) void fill(message.id, offset, length);
       }
       return;
     }
-    case 'region-released': {
+    case 'region-gone': {
       const info = regions.get(message.id);
-      if (info && !info.remoteReleased) {
-        info.remoteReleased = true;
-        reference('release', info.descriptor);
-      }
+      regions.delete(message.id);
+      if (info && !info.remoteReleased) reference('release', info.descriptor);
       return;
     }
     case 'retain':
@@ -383,16 +220,15 @@ async function handle(message: AgentMessage): Promise<void> {
     case 'materialize':
       try {
         await materialize(message.regionId);
-        // Every byte is here now; the application thread marks the region, then gives back its
-        // reference (region-released), so no descriptor to it is forwarded after that.
-        post({ type: 'materialized', regionId: message.regionId, requestId: message.requestId });
+        // Every byte is here now: this holder no longer needs the owner.
+        const info = regions.get(message.regionId);
+        if (info && !info.remoteReleased) {
+          info.remoteReleased = true;
+          reference('release', info.descriptor);
+        }
+        post({ type: 'materialized', requestId: message.requestId });
       } catch (err) {
-        post({
-          type: 'materialized',
-          regionId: message.regionId,
-          requestId: message.requestId,
-          error: (err as Error).message,
-        });
+        post({ type: 'materialized', requestId: message.requestId, error: (err as Error).message });
       }
       return;
     case 'fetch-sync': {

@@ -9,8 +9,6 @@
  *   ODB_CONNECT         peers to speak ODB to: "10.0.0.5:8080,:8090" (":port" = any host), or "*"
  *                       (learn which peers answer a hello, on a separate probe connection)
  *   ODB_THRESHOLD       smallest write sent as a descriptor (default 64KiB)
- *   ODB_COALESCE        bytes of the shared payload consecutive writes of a connection go to
- *                       (default 0: one payload per write; e.g. 1MiB, see docs/stream-mode.md)
  *   ODB_STORE_LISTEN    this process's buffer store (default 127.0.0.1:0)
  *   ODB_STORE_ADVERTISE endpoint written into descriptors (default: the bound address)
  *   ODB_STORE_BUDGET    memory for payloads sent as descriptors (default 256MiB)
@@ -18,8 +16,10 @@
  *   ODB_FETCH_TIMEOUT   budget per fetch attempt (default 5s); ODB_FETCH_RETRIES (default 2)
  *   ODB_LOG_LEVEL       pino level for ODB's own messages (default warn)
  */
+import { readFileSync } from 'node:fs';
+import { z } from 'zod';
 import { parseDuration, parseSize } from '../cli/units.js';
-import { OdbError, isOdbError } from '../errors.js';
+import { OdbError } from '../errors.js';
 import { parseHostPort, type HostPort } from '../net/address.js';
 
 /** A peer pattern: a host and port, or any host on a port. */
@@ -35,11 +35,6 @@ export interface StreamConfig {
   readonly clientFacing: readonly number[];
   readonly connect: readonly PeerPattern[] | '*';
   readonly thresholdBytes: number;
-  /**
-   * Consecutive large writes on one connection share one outgoing payload of up to this many
-   * bytes, so a receiver can fetch them in one request; 0 gives each write its own payload.
-   */
-  readonly coalesceBytes: number;
   readonly store: {
     readonly listen: HostPort;
     readonly advertise: string | undefined;
@@ -50,8 +45,31 @@ export interface StreamConfig {
   readonly logLevel: string;
 }
 
-/** The error for a bad stream-mode setting. */
-export function invalid(message: string): OdbError {
+const ports = z.union([z.literal('*'), z.array(z.coerce.number().int().min(1).max(65535))]);
+const fileSchema = z.strictObject({
+  keyFile: z.string().min(1),
+  listen: ports.optional(),
+  clientFacing: z.array(z.coerce.number().int().min(1).max(65535)).optional(),
+  connect: z.union([z.literal('*'), z.array(z.string())]).optional(),
+  threshold: z.union([z.string(), z.number()]).optional(),
+  store: z
+    .strictObject({
+      listen: z.string().optional(),
+      advertise: z.string().optional(),
+      budget: z.union([z.string(), z.number()]).optional(),
+      ttl: z.union([z.string(), z.number()]).optional(),
+    })
+    .optional(),
+  fetch: z
+    .strictObject({
+      timeout: z.union([z.string(), z.number()]).optional(),
+      retries: z.number().int().min(0).optional(),
+    })
+    .optional(),
+  logLevel: z.string().optional(),
+});
+
+function invalid(message: string): OdbError {
   return new OdbError('ODB_ERR_INVALID_OPTION', `stream mode: ${message}`);
 }
 
@@ -68,12 +86,6 @@ function starOrList(text: string | undefined): '*' | string[] | undefined {
   return text === '*' ? '*' : list(text);
 }
 
-function port(value: string | number, what: string): number {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 1 || n > 65535) throw invalid(`${what} ${value} is not a port`);
-  return n;
-}
-
 function peer(text: string): PeerPattern {
   if (/^:\d+$/.test(text)) return { host: undefined, port: Number(text.slice(1)) };
   const { host, port } = parseHostPort(text, 'ODB_CONNECT entry');
@@ -81,23 +93,30 @@ function peer(text: string): PeerPattern {
 }
 
 /** Reads the configuration; undefined when nothing configures stream mode. */
-export async function loadStreamConfig(
-  env: NodeJS.ProcessEnv = process.env,
-): Promise<StreamConfig | undefined> {
-  // The file's schema (zod) is loaded only when there is a file: this module runs in every
-  // application process, and zod alone adds about 3 MB to a heap that V8 collects more eagerly
-  // once it passes 8 MB.
-  const file = env.ODB_CONFIG
-    ? (await import('./config-file.js')).readConfigFile(env.ODB_CONFIG)
-    : undefined;
+export function loadStreamConfig(env: NodeJS.ProcessEnv = process.env): StreamConfig | undefined {
+  let file: z.infer<typeof fileSchema> | undefined;
+  if (env.ODB_CONFIG) {
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(readFileSync(env.ODB_CONFIG, 'utf8'));
+    } catch (err) {
+      throw invalid(`ODB_CONFIG ${env.ODB_CONFIG}: ${(err as Error).message}`);
+    }
+    const result = fileSchema.safeParse(parsed);
+    if (!result.success) {
+      throw invalid(
+        `ODB_CONFIG ${env.ODB_CONFIG}: ${result.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`,
+      );
+    }
+    file = result.data;
+  }
   const keyFile = env.ODB_KEY_FILE ?? file?.keyFile;
   if (!keyFile) {
     if (env.ODB_LISTEN || env.ODB_CONNECT)
       throw invalid('ODB_KEY_FILE (or keyFile in ODB_CONFIG) is required');
     return undefined;
   }
-  const listenRaw = starOrList(env.ODB_LISTEN) ?? file?.listen ?? [];
-  const listen = listenRaw === '*' ? '*' : listenRaw.map((p) => port(p, 'ODB_LISTEN entry'));
+  const listen = ports.parse(starOrList(env.ODB_LISTEN) ?? file?.listen ?? []);
   const connectRaw = starOrList(env.ODB_CONNECT) ?? file?.connect ?? [];
   try {
     return {
@@ -105,11 +124,10 @@ export async function loadStreamConfig(
       listen,
       clientFacing:
         env.ODB_CLIENT_FACING !== undefined
-          ? list(env.ODB_CLIENT_FACING).map((p) => port(p, 'ODB_CLIENT_FACING entry'))
+          ? list(env.ODB_CLIENT_FACING).map(Number)
           : (file?.clientFacing ?? []),
       connect: connectRaw === '*' ? '*' : connectRaw.map(peer),
       thresholdBytes: parseSize(env.ODB_THRESHOLD ?? file?.threshold ?? '64KiB', 'ODB_THRESHOLD'),
-      coalesceBytes: parseSize(env.ODB_COALESCE ?? file?.coalesce ?? '0', 'ODB_COALESCE'),
       store: {
         listen: parseHostPort(
           env.ODB_STORE_LISTEN ?? file?.store?.listen ?? '127.0.0.1:0',
@@ -132,6 +150,7 @@ export async function loadStreamConfig(
       logLevel: env.ODB_LOG_LEVEL ?? file?.logLevel ?? 'warn',
     };
   } catch (err) {
-    throw isOdbError(err) ? err : invalid(String(err));
+    if (err instanceof z.ZodError) throw invalid(err.issues.map((i) => i.message).join('; '));
+    throw err;
   }
 }

@@ -15,9 +15,8 @@
  */
 import type { Socket } from 'node:net';
 import { OdbError, isOdbError } from '../errors.js';
-import { decodeDescriptor, verifyDescriptor, type Descriptor } from '../protocol/descriptor.js';
+import { decodeDescriptor, verifyDescriptor } from '../protocol/descriptor.js';
 import { FrameDecoder, encodeVirtualFrame, frameReal } from '../protocol/frame.js';
-import { WriteCoalescer } from './coalescer.js';
 import { helloFrame, readHello } from './hello.js';
 import { httpHeadLength } from './http-head.js';
 import type { LazyView, StreamRuntime } from './runtime.js';
@@ -66,8 +65,6 @@ export class OdbConnection {
   readonly #writeGeneric: WriteGeneric;
   #sniffed: Buffer = Buffer.alloc(0);
   #held: (() => void)[] = [];
-  /** Shares outgoing payloads between this connection's large writes (created on first use). */
-  #coalescer: WriteCoalescer | undefined;
 
   private constructor(
     socket: Socket,
@@ -83,7 +80,6 @@ export class OdbConnection {
     (socket as unknown as Record<symbol, OdbConnection>)[kOdbConnection] = this;
     socket.push = ((chunk: Buffer | null, encoding?: BufferEncoding) =>
       this.#onRead(chunk, encoding)) as Socket['push'];
-    socket.once('close', () => this.#coalescer?.close());
   }
 
   /** An accepted socket on an ODB port: wait for the peer's first bytes. */
@@ -279,7 +275,7 @@ export class OdbConnection {
           continue;
         }
       }
-      const descriptor = this.#ownDescriptor(chunk);
+      const descriptor = runtime.registerOwn(chunk);
       if (!descriptor) {
         real(chunk);
         continue;
@@ -289,13 +285,6 @@ export class OdbConnection {
       out.push(...encodeVirtualFrame(descriptor.bytes));
     }
     return out;
-  }
-
-  #ownDescriptor(chunk: Buffer): Descriptor | undefined {
-    const capacity = this.#runtime.config.coalesceBytes;
-    if (capacity === 0) return this.#runtime.registerOwn(chunk);
-    this.#coalescer ??= new WriteCoalescer(this.#runtime, capacity);
-    return this.#coalescer.descriptorFor(chunk);
   }
 }
 

@@ -28,21 +28,20 @@ import type { StreamConfig } from './config.js';
 interface LazyRegion {
   readonly id: number;
   readonly descriptor: Descriptor;
+  /** Every byte was fetched and the owner's reference given back: forward copies, not this. */
+  remoteReleased: boolean;
 }
 
-/**
- * Lazy regions alive before the runtime asks V8 for a full collection (rate-limited): regions
- * that were never filled cost V8 nothing it can see, yet each holds a mapping and a reference.
- */
-const liveRegionsBeforeGc = 4096;
+/** A region the registry watches: to nudge the GC and to fetch long-held ones before the TTL. */
+interface LiveRegion {
+  readonly region: LazyRegion;
+  readonly memory: WeakRef<ArrayBufferLike>;
+  readonly createdAt: number;
+}
+
+/** Lazy regions alive before the runtime asks V8 for a full collection (rate-limited). */
+const liveRegionsBeforeGc = 512;
 const gcIntervalMs = 1000;
-/**
- * Own payloads allocated (shared memory) before the runtime asks V8 for a full collection. A
- * payload's memory is freed only when both threads' handles to it are collected, and a sender's
- * application thread may allocate too little JavaScript to collect often: without this, memory
- * already given back by the store stayed mapped by the gigabyte.
- */
-const ownBytesBeforeGc = 64 * 1024 * 1024;
 const idleGcMs = 500;
 const maxIdleGcMs = 8000;
 
@@ -62,17 +61,6 @@ export interface LazyView {
   /** Offset of the view within the region. */
   readonly offset: number;
   readonly length: number;
-}
-
-/** An own payload still being appended to; see {@link StreamRuntime.openOwn}. */
-export interface OpenPayload {
-  readonly id: string;
-  readonly shared: SharedArrayBuffer;
-  /** The descriptor of the whole payload: this process's own reference while it appends. */
-  readonly whole: Descriptor;
-  /** Bytes appended so far. */
-  used: number;
-  readonly openedAt: number;
 }
 
 /** Counters; exposed in logs and tests. */
@@ -111,21 +99,18 @@ export class StreamRuntime {
   };
   readonly log: Logger;
   readonly #worker: Worker;
-  /**
-   * Lazy regions by their memory. Their end is learnt from the addon (the agent hears of it), not
-   * from a FinalizationRegistry or WeakRefs: V8 clears those only in full collections.
-   */
   readonly #regions = new WeakMap<ArrayBufferLike, LazyRegion>();
+  readonly #finalizers: FinalizationRegistry<number>;
   /** Own payloads still held by the agent, by hex id: their shared bytes resolve locally. */
   readonly #own = new Map<string, SharedArrayBuffer>();
   #ownBytes = 0;
   #nextRequest = 1;
   readonly #pending = new Map<number, { resolve: () => void; reject: (err: Error) => void }>();
+  readonly #live = new Map<number, LiveRegion>();
   readonly #gc = obtainGc();
   #lastGc = 0;
   #idleTimer: NodeJS.Timeout | undefined;
   #idleGcDelay = idleGcMs;
-  #ownBytesSinceGc = 0;
 
   private constructor(
     config: StreamConfig,
@@ -143,22 +128,16 @@ export class StreamRuntime {
     this.lazy = loaded && 'binding' in loaded ? loaded.binding : undefined;
     this.log = log;
     this.#worker = worker;
+    this.#finalizers = new FinalizationRegistry((id) => {
+      this.#live.delete(id);
+      this.#post({ type: 'region-gone', id });
+    });
     worker.on('message', (event: AgentEvent) => this.#onEvent(event));
     // After the listener: adding a 'message' listener refs the worker's port again, and the agent
     // must never keep a program alive that would otherwise exit.
     worker.unref();
-  }
-
-  #collectOwnGarbage(): void {
-    const now = Date.now();
-    if (!this.#gc || now - this.#lastGc < gcIntervalMs) return;
-    this.#lastGc = now;
-    this.#ownBytesSinceGc = 0;
-    this.#gc();
-  }
-
-  #liveRegions(): number {
-    return this.lazy?.liveRegions() ?? 0;
+    const safety = setInterval(() => this.#fetchLongHeld(), Math.max(1000, config.store.ttlMs / 4));
+    safety.unref();
   }
 
   /**
@@ -169,7 +148,7 @@ export class StreamRuntime {
   #nudgeGc(): void {
     if (!this.#gc) return;
     const now = Date.now();
-    if (this.#liveRegions() >= liveRegionsBeforeGc && now - this.#lastGc >= gcIntervalMs) {
+    if (this.#live.size >= liveRegionsBeforeGc && now - this.#lastGc >= gcIntervalMs) {
       this.#lastGc = now;
       this.#gc();
     }
@@ -186,13 +165,29 @@ export class StreamRuntime {
   #armIdleGc(): void {
     this.#idleTimer = setTimeout(() => {
       this.#idleTimer = undefined;
-      if (this.#liveRegions() === 0 || !this.#gc) return;
+      if (this.#live.size === 0 || !this.#gc) return;
       this.#lastGc = Date.now();
       this.#gc();
       this.#idleGcDelay = Math.min(this.#idleGcDelay * 2, maxIdleGcMs);
       this.#armIdleGc();
     }, this.#idleGcDelay);
     this.#idleTimer.unref();
+  }
+
+  /** Regions held past half the TTL are fetched whole: a later read must not need the owner. */
+  #fetchLongHeld(): void {
+    if (this.#live.size === 0) return; // nothing held: no collection needed either
+    this.#gc?.();
+    const old = Date.now() - this.config.store.ttlMs / 2;
+    for (const live of this.#live.values()) {
+      const memory = live.memory.deref();
+      if (!memory || live.createdAt > old || live.region.remoteReleased) continue;
+      void this.materialize({
+        region: live.region,
+        offset: 0,
+        length: live.region.descriptor.length,
+      }).catch(() => {});
+    }
   }
 
   /** Starts the agent worker and waits until its store listens. */
@@ -236,11 +231,6 @@ export class StreamRuntime {
         if (this.#own.delete(event.id)) this.#ownBytes -= event.charge;
         return;
       case 'materialized': {
-        if (!event.error && this.lazy?.markRemoteReleased(event.regionId)) {
-          // Marked first, so no descriptor to it is forwarded after the reference is given back.
-          this.#post({ type: 'region-released', id: event.regionId });
-        }
-        if (event.requestId === undefined) return;
         const pending = this.#pending.get(event.requestId);
         this.#pending.delete(event.requestId);
         if (event.error) pending?.reject(new OdbError('ODB_ERR_FETCH_ABORTED', event.error));
@@ -269,73 +259,26 @@ export class StreamRuntime {
    * send; undefined when the budget is spent (the caller sends them real).
    */
   registerOwn(bytes: Buffer): Descriptor | undefined {
-    const own = this.#newOwn(bytes.length);
-    if (!own) return undefined;
-    bytes.copy(Buffer.from(own.shared));
-    return own.whole;
-  }
-
-  /**
-   * A payload of `capacity` bytes that later writes are appended to ({@link appendOwn}), so that
-   * a receiver fetches consecutive writes in one request. This process holds a reference to it
-   * until {@link closeOwn}. Undefined when the budget is spent.
-   */
-  openOwn(capacity: number): OpenPayload | undefined {
-    const own = this.#newOwn(capacity);
-    return own && { ...own, used: 0, openedAt: Date.now() };
-  }
-
-  /**
-   * Copies `bytes` after what the open payload holds and returns the descriptor of that slice
-   * (one more reference to the payload); undefined when it lacks room, was dropped, or is too old
-   * to be sure it outlives the slice's descriptor.
-   */
-  appendOwn(open: OpenPayload, bytes: Buffer): Descriptor | undefined {
-    if (open.used + bytes.length > open.shared.byteLength) return undefined;
-    if (Date.now() - open.openedAt > this.config.store.ttlMs / 4) return undefined;
-    if (!this.#own.has(open.id)) return undefined; // expired or dropped by the store
-    bytes.copy(Buffer.from(open.shared, open.used, bytes.length));
-    const slice = deriveDescriptor(
-      open.whole,
-      this.keyring.signing,
-      open.used,
-      bytes.length,
-      Date.now() + this.config.store.ttlMs,
-    );
-    open.used += bytes.length;
-    this.#post({ type: 'retain', descriptor: descriptorToText(slice) });
-    return slice;
-  }
-
-  /** Gives back this process's reference to an open payload: its slices keep it alive. */
-  closeOwn(open: OpenPayload): void {
-    this.#post({ type: 'release', descriptor: descriptorToText(open.whole) });
-  }
-
-  /** Shared memory for a new own payload, its descriptor, registered with the agent. */
-  #newOwn(size: number): { id: string; shared: SharedArrayBuffer; whole: Descriptor } | undefined {
-    if (this.#ownBytes + size > this.config.store.budgetBytes) return undefined;
-    const shared = new SharedArrayBuffer(size);
+    if (this.#ownBytes + bytes.length > this.config.store.budgetBytes) return undefined;
+    const shared = new SharedArrayBuffer(bytes.length);
+    bytes.copy(Buffer.from(shared));
     const payloadId = randomFillSync(Buffer.allocUnsafe(payloadIdBytes));
-    const whole = signDescriptor(
+    const descriptor = signDescriptor(
       {
         endpoint: this.endpoint,
         payloadId,
         offset: 0,
-        length: size,
-        totalSize: size,
+        length: bytes.length,
+        totalSize: bytes.length,
         expiresAt: Date.now() + this.config.store.ttlMs,
         open: false,
       },
       this.keyring.signing,
     );
-    const id = payloadIdHex(whole);
-    this.#own.set(id, shared);
-    this.#ownBytes += size;
-    this.#ownBytesSinceGc += size;
-    if (this.#ownBytesSinceGc >= ownBytesBeforeGc) this.#collectOwnGarbage();
-    this.#post({ type: 'register', descriptor: whole.bytes, bytes: shared });
-    return { id, shared, whole };
+    this.#own.set(payloadIdHex(descriptor), shared);
+    this.#ownBytes += bytes.length;
+    this.#post({ type: 'register', descriptor: descriptor.bytes, bytes: shared });
+    return descriptor;
   }
 
   // ---- payloads this process receives ------------------------------------------------------
@@ -362,9 +305,12 @@ export class StreamRuntime {
         descriptor.length,
         `owner ${descriptor.endpoint}, descriptor ${text}`,
       );
-      // Views into the region (parser slices, subarrays) outlive this one: key the memory itself.
-      this.#regions.set(buffer.buffer, { id, descriptor });
+      const region: LazyRegion = { id, descriptor, remoteReleased: false };
+      this.#regions.set(buffer.buffer, region);
+      this.#live.set(id, { region, memory: new WeakRef(buffer.buffer), createdAt: Date.now() });
       this.#nudgeGc();
+      // Views into the region (parser slices, subarrays) outlive this one: watch the memory itself.
+      this.#finalizers.register(buffer.buffer, id);
       this.#post({ type: 'region', id, descriptor: text });
       return buffer;
     }
@@ -399,8 +345,9 @@ export class StreamRuntime {
    * none failed) and the owner still holds them: the view can travel as a descriptor.
    */
   canForward(view: LazyView): boolean {
+    if (view.region.remoteReleased) return false;
     const states = this.lazy?.pageStates(view.region.id, view.offset, view.length);
-    return !!states && !states.remoteReleased && states.dirty === 0 && states.poisoned === 0;
+    return !!states && states.dirty === 0 && states.poisoned === 0;
   }
 
   /** The descriptor of a view that {@link canForward}, taking a reference for the next holder. */
@@ -429,11 +376,14 @@ export class StreamRuntime {
    * reference is then given back (the region holds every byte).
    */
   materialize(view: LazyView): Promise<void> {
+    if (view.region.remoteReleased) return Promise.resolve();
     this.stats.materialized++;
     const requestId = this.#nextRequest++;
     return new Promise<void>((resolve, reject) => {
       this.#pending.set(requestId, { resolve, reject });
       this.#post({ type: 'materialize', regionId: view.region.id, requestId });
+    }).then(() => {
+      view.region.remoteReleased = true;
     });
   }
 }

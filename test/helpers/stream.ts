@@ -30,24 +30,10 @@ export function bytesRead(pid: number): number {
   return processIo(pid).read;
 }
 
-/** What a stream-mode process's agent answers to a ping of its store. */
-export interface AgentPing {
-  /** Payloads its store holds. */
-  readonly entries: number;
-  /** Payloads its store ever registered. */
-  readonly registered: number;
-  /** First touches of lazy-buffer pages it served (each one fetch, read-ahead included). */
-  readonly faults: number;
-}
-
-export async function pingAgent(storePort: number): Promise<AgentPing> {
-  const response = await fetch(`http://127.0.0.1:${storePort}/odb/v1/ping`);
-  return (await response.json()) as AgentPing;
-}
-
-/** Payloads a stream-mode process's store holds. */
+/** Payloads a stream-mode process's store holds (its agent's ping). */
 export async function storeEntries(storePort: number): Promise<number> {
-  return (await pingAgent(storePort)).entries;
+  const response = await fetch(`http://127.0.0.1:${storePort}/odb/v1/ping`);
+  return ((await response.json()) as { entries: number }).entries;
 }
 
 /** Stream-mode settings shared by every ODB process of a test. */
