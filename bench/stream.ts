@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { freePort } from '../src/harness/free-port.js';
 import { processIo, startNodeProgram, type NodeProgram } from '../src/harness/node-program.js';
+import { StoreClient } from '../src/rab/client.js';
 import { defaultSyntheticSeed, syntheticBytes } from '../src/tiers/synthetic.js';
 import type { MeasuredChain } from './measure.js';
 
@@ -58,6 +59,8 @@ export async function startStreamChain(options: {
   const odb = (env: Record<string, string>): Record<string, string> =>
     options.stream ? { ODB_KEY_FILE: options.keyFile, ODB_LOG_LEVEL: 'warn', ...env } : {};
   const started: NodeProgram[] = [];
+  /** Reads the IS agent's counters (its store's ping). */
+  const store = new StoreClient();
   const start = async (
     name: string,
     file: string,
@@ -96,24 +99,19 @@ export async function startStreamChain(options: {
       },
       counters: async (): Promise<Record<string, number>> => {
         if (!options.stream) return {};
-        const response = await fetch(`http://127.0.0.1:${isStore}/odb/v1/ping`);
-        const ping = (await response.json()) as {
-          faults: number;
-          faultBytes: number;
-          fetchFailures: number;
-        };
+        const ping = await store.ping(`127.0.0.1:${isStore}`);
         return {
-          isFaults: ping.faults,
-          isFaultBytes: ping.faultBytes,
-          isFetchFailures: ping.fetchFailures,
+          isFaults: ping.faults ?? 0,
+          isFaultBytes: ping.faultBytes ?? 0,
+          isFetchFailures: ping.fetchFailures ?? 0,
         };
       },
       stop: async () => {
-        await Promise.all(started.map((p) => p.stop()));
+        await Promise.all([store.close(), ...started.map((p) => p.stop())]);
       },
     };
   } catch (err) {
-    await Promise.all(started.map((p) => p.stop()));
+    await Promise.all([store.close(), ...started.map((p) => p.stop())]);
     throw err;
   }
 }

@@ -17,6 +17,20 @@ import type { OdbErrorCode } from '../errors.js';
 export const payloadPathPrefix = '/odb/v1/payload/';
 export const pingPath = '/odb/v1/ping';
 export const batchPath = '/odb/v1/batch';
+/** The answer to `GET /odb/v1/ping`. */
+export interface StorePing {
+  readonly ok: boolean;
+  readonly endpoint: string;
+  /** Payloads held now, and the budget bytes they are charged. */
+  readonly entries: number;
+  readonly chargedBytes: number;
+  /** A stream-mode agent's lazy-buffer counters (absent for header-mode stores). */
+  readonly faults?: number;
+  readonly faultBytes?: number;
+  readonly fetchFailures?: number;
+  readonly lazyRegions?: number;
+}
+
 /** Largest batch body a store accepts. */
 export const maxBatchBytes = 1024 * 1024;
 /** Request header asking the store to release the payload after a complete fetch. */

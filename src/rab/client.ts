@@ -10,6 +10,7 @@ import {
   errorHeader,
   payloadPath,
   pingPath,
+  type StorePing,
   releaseHeader,
   releaseOnComplete,
 } from '../protocol/store-rpc.js';
@@ -206,9 +207,9 @@ export class StoreClient {
   }
 
   /** The store's ping answer (liveness and counters). */
-  async ping(endpoint: string): Promise<{ ok: boolean; entries: number; chargedBytes: number }> {
+  async ping(endpoint: string): Promise<StorePing> {
     const { body } = await this.#pool(endpoint).request({ path: pingPath, method: 'GET' });
-    return (await body.json()) as { ok: boolean; entries: number; chargedBytes: number };
+    return (await body.json()) as StorePing;
   }
 
   /** Closes every pooled connection. */

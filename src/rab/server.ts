@@ -19,6 +19,7 @@ import {
   releaseHeader,
   releaseOnComplete,
   statusForError,
+  type StorePing,
 } from '../protocol/store-rpc.js';
 import { pumpSource } from './pump.js';
 import { referenceToken } from './references.js';
@@ -37,7 +38,10 @@ export interface StoreServerOptions {
    */
   readonly registrationWaitMs?: number;
   /** More counters for the ping answer (stream mode: the agent's lazy-buffer counters). */
-  readonly pingExtras?: () => Readonly<Record<string, number>>;
+  readonly pingExtras?: () => Pick<
+    StorePing,
+    'faults' | 'faultBytes' | 'fetchFailures' | 'lazyRegions'
+  >;
   readonly logger?: Logger;
 }
 
@@ -114,14 +118,14 @@ export class StoreServer {
     }
     if (url === pingPath && req.method === 'GET') {
       const { entries, chargedBytes } = this.store.stats;
-      const body = JSON.stringify({
+      const answer: StorePing = {
         ok: true,
-        endpoint: this.store.endpoint,
+        endpoint: this.store.endpoint!,
         entries,
         chargedBytes,
         ...this.#pingExtras?.(),
-      });
-      res.writeHead(200, { 'content-type': 'application/json' }).end(body);
+      };
+      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(answer));
       return;
     }
     res.writeHead(404).end();

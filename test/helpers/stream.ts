@@ -2,6 +2,7 @@
 import { fileURLToPath } from 'node:url';
 import { freePort } from '../../src/harness/free-port.js';
 import { processIo, startNodeProgram, type NodeProgram } from '../../src/harness/node-program.js';
+import { StoreClient } from '../../src/rab/client.js';
 export { rssBytes } from '../../src/harness/proc-stat.js';
 
 /** A fixture process. */
@@ -32,8 +33,12 @@ export function bytesRead(pid: number): number {
 
 /** Payloads a stream-mode process's store holds (its agent's ping). */
 export async function storeEntries(storePort: number): Promise<number> {
-  const response = await fetch(`http://127.0.0.1:${storePort}/odb/v1/ping`);
-  return ((await response.json()) as { entries: number }).entries;
+  const client = new StoreClient();
+  try {
+    return (await client.ping(`127.0.0.1:${storePort}`)).entries;
+  } finally {
+    await client.close();
+  }
 }
 
 /** Stream-mode settings shared by every ODB process of a test. */
