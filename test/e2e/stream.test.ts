@@ -55,6 +55,21 @@ async function peer(
   return p;
 }
 
+/**
+ * The http-proxy fixture (with --import) on a fresh port, proxying to port `upstream` and
+ * configured to speak ODB to port `odbPeer`.
+ */
+async function proxyPeer(name: string, odbPeer: number, upstream: number): Promise<Peer> {
+  return peer(
+    name,
+    'is-proxy.mjs',
+    odbEnv(ws.keyFile, {
+      ODB_CONNECT: `127.0.0.1:${odbPeer}`,
+      UPSTREAM: `http://127.0.0.1:${upstream}`,
+    }),
+  );
+}
+
 interface StreamChain {
   readonly be: Peer;
   readonly is: Peer;
@@ -90,14 +105,7 @@ async function chain(
       ...isExtra,
     }),
   );
-  const fe = await peer(
-    'fe',
-    'is-proxy.mjs',
-    odbEnv(ws.keyFile, {
-      ODB_CONNECT: `127.0.0.1:${isPort}`,
-      UPSTREAM: `http://127.0.0.1:${isPort}`,
-    }),
-  );
+  const fe = await proxyPeer('fe', isPort, isPort);
   return { be, is, fe, beStore, url: (path) => `http://127.0.0.1:${fe.port}${path}` };
 }
 
@@ -236,17 +244,8 @@ test('mixed peers: plain clients, nginx and plain Node next to ODB processes sta
   const direct = await get(`http://127.0.0.1:${bePort}/f${1024 * 1024}.bin`);
   assert.equal(direct.sha256, syntheticSha256(5, 0, 1024 * 1024));
   // An ODB proxy whose upstream is not listed as ODB: plain towards it.
-  const isPort = await freePort();
-  await peer(
-    'is',
-    'is-proxy.mjs',
-    odbEnv(ws.keyFile, {
-      PORT: String(isPort),
-      ODB_CONNECT: `127.0.0.1:${bePort}`,
-      UPSTREAM: `http://127.0.0.1:${plainPort}`,
-    }),
-  );
-  const viaPlain = await get(`http://127.0.0.1:${isPort}/f${256 * 1024}.bin`);
+  const is = await proxyPeer('is', bePort, plainPort);
+  const viaPlain = await get(`http://127.0.0.1:${is.port}/f${256 * 1024}.bin`);
   assert.equal(viaPlain.sha256, syntheticSha256(5, 0, 256 * 1024));
   // nginx (plain, unmodified) in front of the ODB back end.
   const { startNginx } = await import('../../src/harness/nginx.js');
@@ -258,17 +257,8 @@ test('mixed peers: plain clients, nginx and plain Node next to ODB processes sta
     await nginx.stop();
   }
   // A peer listed as ODB that is not: the connection fails visibly (502), never silently.
-  const wrongPort = await freePort();
-  await peer(
-    'misconfigured',
-    'is-proxy.mjs',
-    odbEnv(ws.keyFile, {
-      PORT: String(wrongPort),
-      ODB_CONNECT: `127.0.0.1:${plainPort}`,
-      UPSTREAM: `http://127.0.0.1:${plainPort}`,
-    }),
-  );
-  const refused = await get(`http://127.0.0.1:${wrongPort}/small.bin`);
+  const misconfigured = await proxyPeer('misconfigured', plainPort, plainPort);
+  const refused = await get(`http://127.0.0.1:${misconfigured.port}/small.bin`);
   assert.equal(refused.status, 502);
 });
 
