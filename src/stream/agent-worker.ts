@@ -65,7 +65,12 @@ const pendingFaults = new Map<number, [number, number][]>();
 
 const queues = new Map<string, { lines: string[]; flushing: boolean }>();
 
-function reference(verb: 'retain' | 'release', descriptor: Descriptor): void {
+/** `text`: the descriptor's text form when the caller has it (it is what travels on). */
+function reference(
+  verb: 'retain' | 'release',
+  descriptor: Descriptor,
+  text = descriptorToText(descriptor),
+): void {
   if (descriptor.endpoint === endpoint) {
     const id = payloadIdHex(descriptor);
     const token = referenceToken(descriptor.bytes);
@@ -75,7 +80,7 @@ function reference(verb: 'retain' | 'release', descriptor: Descriptor): void {
   }
   let queue = queues.get(descriptor.endpoint);
   if (!queue) queues.set(descriptor.endpoint, (queue = { lines: [], flushing: false }));
-  queue.lines.push(`${verb} ${descriptorToText(descriptor)}`);
+  queue.lines.push(`${verb} ${text}`);
   if (!queue.flushing) void flush(descriptor.endpoint, queue);
 }
 
@@ -215,7 +220,7 @@ async function handle(message: AgentMessage): Promise<void> {
     }
     case 'retain':
     case 'release':
-      reference(message.type, descriptorFromText(message.descriptor));
+      reference(message.type, descriptorFromText(message.descriptor), message.descriptor);
       return;
     case 'materialize':
       try {
