@@ -7,8 +7,10 @@
  *                                          releases the payload once every byte was sent
  *   DELETE /odb/v1/payload/<descriptor>   release now (204)
  *   GET    /odb/v1/ping                   liveness and store counters (JSON)
- *   POST   /odb/v1/batch                  lines "retain <descriptor>" / "release <descriptor>",
- *                                          applied in order (stream mode)
+ *   GET    /odb/v1/references             with `Upgrade: odb-references/1`: a long-lived channel
+ *                                          of lines "retain <descriptor>" / "release <descriptor>",
+ *                                          applied in order (stream mode); the store answers only
+ *                                          lines it could not apply: "error <code> <message>"
  *
  * Errors: an HTTP status, the stable code in `odb-error`, and a JSON body {code, message}.
  */
@@ -16,7 +18,11 @@ import type { OdbErrorCode } from '../errors.js';
 
 export const payloadPathPrefix = '/odb/v1/payload/';
 export const pingPath = '/odb/v1/ping';
-export const batchPath = '/odb/v1/batch';
+export const referencesPath = '/odb/v1/references';
+/** The `Upgrade` token of the reference channel. */
+export const referencesProtocol = 'odb-references/1';
+/** Longest line on a reference channel; a longer one closes the channel. */
+export const maxReferenceLineBytes = 4096;
 /** The answer to `GET /odb/v1/ping`. */
 export interface StorePing {
   readonly ok: boolean;
@@ -31,8 +37,6 @@ export interface StorePing {
   readonly lazyRegions?: number;
 }
 
-/** Largest batch body a store accepts. */
-export const maxBatchBytes = 1024 * 1024;
 /** Request header asking the store to release the payload after a complete fetch. */
 export const releaseHeader = 'odb-release';
 export const releaseOnComplete = 'complete';

@@ -6,7 +6,6 @@ import { Pool } from 'undici';
 import { OdbError, errorCodes, type OdbErrorCode } from '../errors.js';
 import { descriptorToText, type Descriptor } from '../protocol/descriptor.js';
 import {
-  batchPath,
   errorHeader,
   payloadPath,
   pingPath,
@@ -188,22 +187,6 @@ export class StoreClient {
     if (at !== descriptor.length)
       throw new OdbError('ODB_ERR_FETCH_ABORTED', `${at} of ${descriptor.length} bytes`);
     return out;
-  }
-
-  /** Sends `retain`/`release` lines to the store at `endpoint`, applied there in order. */
-  async batch(
-    endpoint: string,
-    lines: readonly string[],
-  ): Promise<{ applied: number; missing: number }> {
-    const { statusCode, headers, body } = await this.#pool(endpoint).request({
-      path: batchPath,
-      method: 'POST',
-      body: lines.join('\n'),
-      headers: { 'content-type': 'text/plain' },
-    });
-    const text = await body.text();
-    if (statusCode !== 200) throw refusalError(statusCode, headers[errorHeader], text);
-    return JSON.parse(text) as { applied: number; missing: number };
   }
 
   /** The store's ping answer (liveness and counters). */

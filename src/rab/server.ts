@@ -11,17 +11,18 @@ import {
   type Descriptor,
 } from '../protocol/descriptor.js';
 import {
-  batchPath,
   errorHeader,
-  maxBatchBytes,
   payloadPathPrefix,
   pingPath,
+  referencesPath,
+  referencesProtocol,
   releaseHeader,
   releaseOnComplete,
   statusForError,
   type StorePing,
 } from '../protocol/store-rpc.js';
 import { pumpSource } from './pump.js';
+import { serveReferenceChannel } from './reference-channel.js';
 import { referenceToken } from './references.js';
 import type { BufferStore, StoreEntry } from './store.js';
 
@@ -65,6 +66,8 @@ export class StoreServer {
   readonly #log: Logger;
   readonly #registrationWaitMs: number;
   readonly #pingExtras: StoreServerOptions['pingExtras'];
+  /** Open reference channels (upgraded sockets the HTTP server no longer tracks). */
+  readonly #channels = new Set<Socket>();
 
   constructor(options: StoreServerOptions) {
     this.store = options.store;
@@ -73,6 +76,9 @@ export class StoreServer {
     this.#registrationWaitMs = options.registrationWaitMs ?? 0;
     this.#pingExtras = options.pingExtras;
     this.#server = createServer({ keepAliveTimeout: 65_000 }, (req, res) => this.#handle(req, res));
+    this.#server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) =>
+      this.#upgrade(req, socket, head),
+    );
     if (options.onSocket) this.#server.on('connection', options.onSocket);
   }
 
@@ -88,12 +94,15 @@ export class StoreServer {
 
   /** Stops accepting, closes idle connections and waits for streaming fetches to end. */
   close(): Promise<void> {
+    // Reference channels stay open for their holder's life: the store closing ends them.
+    for (const socket of this.#channels) socket.end();
     return closeServer(this.#server);
   }
 
   /** Destroys every connection at once. */
   closeAllConnections(): void {
     this.#server.closeAllConnections();
+    for (const socket of this.#channels) socket.destroy();
   }
 
   #handle(req: IncomingMessage, res: ServerResponse): void {
@@ -112,8 +121,8 @@ export class StoreServer {
       res.writeHead(405, { allow: 'GET, DELETE' }).end();
       return;
     }
-    if (url === batchPath && req.method === 'POST') {
-      void this.#batch(req, res);
+    if (url === referencesPath) {
+      res.writeHead(426, { connection: 'Upgrade', upgrade: referencesProtocol }).end();
       return;
     }
     if (url === pingPath && req.method === 'GET') {
@@ -143,37 +152,42 @@ export class StoreServer {
     await this.store.whenRegistered(id, this.#registrationWaitMs);
   }
 
-  /**
-   * Applies `retain <descriptor>` / `release <descriptor>` lines in order; answers how many met a
-   * registered payload (the others wait for it, see BufferStore.retainReference).
-   */
-  async #batch(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    try {
-      const body = await readSmallBody(req, maxBatchBytes);
-      let applied = 0;
-      let missing = 0;
-      for (const line of body.split('\n')) {
-        if (line === '') continue;
-        const [verb, text = ''] = line.split(' ');
-        const descriptor = this.#authorise(text);
-        const id = payloadIdHex(descriptor);
-        const token = referenceToken(descriptor.bytes);
-        if (verb === 'retain') {
-          if (this.store.retainReference(id, token)) applied++;
-          else missing++;
-        } else if (verb === 'release') {
-          if (this.store.releaseReference(id, token)) applied++;
-          else missing++;
-        } else {
-          throw new OdbError('ODB_ERR_PROTOCOL', `unknown batch verb ${JSON.stringify(verb)}`);
-        }
-      }
-      res
-        .writeHead(200, { 'content-type': 'application/json' })
-        .end(JSON.stringify({ applied, missing }));
-    } catch (err) {
-      this.#fail(res, err);
+  /** `GET /odb/v1/references` with `Upgrade: odb-references/1` opens a reference channel. */
+  #upgrade(req: IncomingMessage, socket: Socket, head: Buffer): void {
+    const wanted = req.headers.upgrade?.toLowerCase() === referencesProtocol;
+    if (req.url !== referencesPath || req.method !== 'GET' || !wanted) {
+      socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
+      return;
     }
+    socket.write(
+      `HTTP/1.1 101 Switching Protocols\r\nconnection: Upgrade\r\nupgrade: ${referencesProtocol}\r\n\r\n`,
+    );
+    this.#channels.add(socket);
+    socket.on('close', () => this.#channels.delete(socket));
+    serveReferenceChannel(socket, head, (line) => this.#applyReference(line));
+  }
+
+  /**
+   * Applies one `retain <descriptor>` / `release <descriptor>` line of a reference channel. A
+   * retain of a payload not registered yet waits for it (see BufferStore.retainReference).
+   */
+  #applyReference(line: string): void {
+    const space = line.indexOf(' ');
+    const verb = line.slice(0, space);
+    if (space === -1 || (verb !== 'retain' && verb !== 'release')) {
+      throw new OdbError(
+        'ODB_ERR_PROTOCOL',
+        `unknown reference line ${JSON.stringify(line.slice(0, 64))}`,
+      );
+    }
+    const descriptor = descriptorFromText(line.slice(space + 1));
+    // A release only gives back, so it is honoured after the descriptor expired: a holder may
+    // keep a buffer past the TTL, and refusing would keep the payload until its own expiry.
+    verifyDescriptor(descriptor, this.store.keyring, verb === 'release' ? 0 : Date.now());
+    const id = payloadIdHex(descriptor);
+    const token = referenceToken(descriptor.bytes);
+    if (verb === 'retain') this.store.retainReference(id, token);
+    else this.store.releaseReference(id, token);
   }
 
   #release(res: ServerResponse, text: string): void {
@@ -297,21 +311,4 @@ function planFetch(descriptor: Descriptor, entry: StoreEntry, rangeHeader?: stri
     contentRange: contentRange(range, descriptor.length),
     wholeRange: length === descriptor.length,
   };
-}
-
-/** Reads a request body of at most `limit` bytes as text. */
-function readSmallBody(req: IncomingMessage, limit: number): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const parts: Buffer[] = [];
-    let size = 0;
-    req.on('data', (chunk: Buffer) => {
-      size += chunk.length;
-      if (size > limit) {
-        req.destroy();
-        reject(new OdbError('ODB_ERR_PROTOCOL', `request body over ${limit} bytes`));
-      } else parts.push(chunk);
-    });
-    req.on('end', () => resolve(Buffer.concat(parts).toString('latin1')));
-    req.on('error', reject);
-  });
 }

@@ -4,7 +4,7 @@
  *   - this process's buffer store and its server (payloads the application sent as descriptors);
  *   - the lazy-buffer fault handler: fetches a chunk from the owner and fills the pages;
  *   - references to other owners' payloads: retained when forwarded, released when finalised,
- *     sent in order per owner, batched.
+ *     sent in order per owner on one reference channel each.
  * It talks to the application thread only through messages (see AgentMessage / AgentEvent).
  */
 import { parentPort, workerData } from 'node:worker_threads';
@@ -20,6 +20,7 @@ import {
   type Descriptor,
 } from '../protocol/descriptor.js';
 import { StoreClient } from '../rab/client.js';
+import { ReferenceChannels } from '../rab/reference-channel.js';
 import { MemoryPayload } from '../rab/memory-payload.js';
 import { referenceToken } from '../rab/references.js';
 import { StoreServer } from '../rab/server.js';
@@ -61,9 +62,14 @@ interface RegionInfo {
 const regions = new Map<number, RegionInfo>();
 const pendingFaults = new Map<number, [number, number][]>();
 
-// ---- references to payloads of other owners: ordered per owner, batched -------------------
+// ---- references to payloads of other owners: ordered per owner, one channel each -------------------
 
-const queues = new Map<string, { lines: string[]; flushing: boolean }>();
+const channels = new ReferenceChannels({
+  connectTimeoutMs: settings.fetchTimeoutMs,
+  // The owner is gone or refuses: its entries expire by themselves; nothing to retry.
+  onProblem: (owner, message) =>
+    post({ type: 'log', level: 'warn', message: `references to ${owner}: ${message}` }),
+});
 
 /** `text`: the descriptor's text form when the caller has it (it is what travels on). */
 function reference(
@@ -78,25 +84,7 @@ function reference(
     else store.releaseReference(id, token);
     return;
   }
-  let queue = queues.get(descriptor.endpoint);
-  if (!queue) queues.set(descriptor.endpoint, (queue = { lines: [], flushing: false }));
-  queue.lines.push(`${verb} ${text}`);
-  if (!queue.flushing) void flush(descriptor.endpoint, queue);
-}
-
-async function flush(owner: string, queue: { lines: string[]; flushing: boolean }): Promise<void> {
-  queue.flushing = true;
-  // Let the current burst accumulate: one request carries every line queued meanwhile.
-  await new Promise((r) => setImmediate(r));
-  while (queue.lines.length > 0) {
-    const lines = queue.lines.splice(0, 512);
-    try {
-      await client.batch(owner, lines);
-    } catch {
-      // The owner is gone or refuses: its entries expire by themselves; nothing to retry.
-    }
-  }
-  queue.flushing = false;
+  channels.send(descriptor.endpoint, `${verb} ${text}`);
 }
 
 // ---- page faults and materialisation ---------------------------------------------------------

@@ -4,6 +4,7 @@ import fc from 'fast-check';
 import { generateClusterKey, Keyring } from '../../src/keys/keyring.js';
 import { deriveDescriptor, payloadIdHex, signDescriptor } from '../../src/protocol/descriptor.js';
 import { MemoryPayload } from '../../src/rab/memory-payload.js';
+import { lineReader } from '../../src/rab/reference-channel.js';
 import { ReferenceLedger, referenceToken } from '../../src/rab/references.js';
 import { BufferStore } from '../../src/rab/store.js';
 import { fuzzRuns } from '../helpers/repo.js';
@@ -114,4 +115,47 @@ test('store: references that reach the store before their payload are applied wh
   assert.equal(store.has(held.id), false);
   assert.equal(store.stats.chargedBytes, 0);
   store.close();
+});
+
+test('reference channel lines: any split of the stream yields the same lines; over-long ones stop it', () => {
+  const lineArb = fc.stringMatching(/^[A-Za-z0-9_ -]{0,40}$/);
+  fc.assert(
+    fc.property(
+      fc.array(lineArb, { maxLength: 20 }),
+      fc.array(fc.nat(), { maxLength: 10 }),
+      (lines, cuts) => {
+        const stream = Buffer.from(lines.map((l) => l + '\n').join(''), 'latin1');
+        const got: string[] = [];
+        let overflows = 0;
+        const read = lineReader(
+          (l) => got.push(l),
+          () => overflows++,
+          40,
+        );
+        const points = [...new Set(cuts.map((c) => c % (stream.length + 1)))].sort((a, b) => a - b);
+        let at = 0;
+        for (const p of [...points, stream.length]) {
+          read(stream.subarray(at, p));
+          at = p;
+        }
+        assert.deepEqual(
+          got,
+          lines.filter((l) => l !== ''),
+        );
+        assert.equal(overflows, 0);
+      },
+    ),
+    { numRuns: Math.min(fuzzRuns, 500) },
+  );
+  let overflows = 0;
+  const got: string[] = [];
+  const read = lineReader(
+    (l) => got.push(l),
+    () => overflows++,
+    8,
+  );
+  read(Buffer.from('short\nmuch too long'));
+  read(Buffer.from(' still\nnext\n'));
+  assert.deepEqual(got, ['short']);
+  assert.equal(overflows, 1);
 });
