@@ -126,7 +126,7 @@ export async function measureRun(
 /** A run without tier figures (saturation steps). */
 export function loadOnly(
   env: Environment,
-  chain: Chain,
+  chain: Pick<MeasuredChain, 'url'>,
   path: string,
   settings: LoadSettings,
 ): Promise<LoadResult> {

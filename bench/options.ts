@@ -164,6 +164,13 @@ export const benchOptions = defineOptions({
     schema: list((s) => z.coerce.number().int().positive().parse(s)),
     default: '100,20',
   },
+  streamWarmup: {
+    flag: '--stream-warmup <duration>',
+    description:
+      'unmeasured closed-loop load per size when a stream chain starts, so V8 has optimised the hot code of both modes before the fixed-rate runs',
+    schema: optionTypes.duration,
+    default: '5s',
+  },
   out: {
     flag: '--out <dir>',
     description: 'output directory (default bench/out/<date>)',
@@ -195,5 +202,6 @@ export const profiles: Record<'full' | 'smoke' | 'stream', Record<string, unknow
     echoSizes: '64',
     streamSizes: '1MiB',
     streamRates: '30',
+    streamWarmup: '300ms',
   },
 };

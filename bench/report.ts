@@ -287,6 +287,8 @@ export function renderReport(results: BenchResults, charts: readonly Chart[]): s
     warmup: number;
     threshold: number;
     sloP99: number;
+    /** Absent in results written before the option existed. */
+    streamWarmup?: number;
   };
   return [
     '# ODB benchmark report',
@@ -322,7 +324,7 @@ export function renderReport(results: BenchResults, charts: readonly Chart[]): s
     '',
     '## Stream mode: unmodified programs under `node --import odb/register`',
     '',
-    "A plain Node `http` file server (BE), a plain `http-proxy` script (IS) and another as the client-facing FE, run as they are (vanilla) and with `--import odb/register` (stream), on loopback at the same fixed rates. The hashing proxy reads every body before forwarding it: its faults are first touches of lazy buffers, each fetching a read-ahead chunk from the owner. Bytes here are each process's own read/write syscall counters (/proc/<pid>/io), files included.",
+    `A plain Node \`http\` file server (BE), a plain \`http-proxy\` script (IS) and another as the client-facing FE, run as they are (vanilla) and with \`--import odb/register\` (stream), on loopback at the same fixed rates. When a chain starts, each size first gets ${(o.streamWarmup ?? 0) / 1000} s of unmeasured closed-loop load, so both modes are measured with their hot code optimised (at these rates a fresh process runs unoptimised code for many seconds). The hashing proxy reads every body before forwarding it: its faults are first touches of lazy buffers, each fetching a read-ahead chunk from the owner. Bytes here are each process's own read/write syscall counters (/proc/<pid>/io), files included.`,
     '',
     ...streamTable(results),
     '',
