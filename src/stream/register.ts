@@ -24,7 +24,7 @@ type Global = typeof globalThis & {
 };
 
 async function install(): Promise<StreamInstallation | 'off'> {
-  const config = loadStreamConfig();
+  const config = await loadStreamConfig();
   // ODB's own messages go to stderr: the application owns stdout.
   const log = pino({ name: 'odb', level: config?.logLevel ?? 'warn' }, pino.destination(2));
   if (!config) {

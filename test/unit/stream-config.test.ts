@@ -1,0 +1,71 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { isOdbError } from '../../src/errors.js';
+import { loadStreamConfig } from '../../src/stream/config.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'odb-stream-config-'));
+
+function configFile(name: string, content: unknown): string {
+  const path = join(dir, name);
+  writeFileSync(path, JSON.stringify(content));
+  return path;
+}
+
+test('nothing configured: stream mode is off', async () => {
+  assert.equal(await loadStreamConfig({}), undefined);
+});
+
+test('variables alone: lists, sizes and defaults', async () => {
+  const config = await loadStreamConfig({
+    ODB_KEY_FILE: '/k',
+    ODB_LISTEN: '8080, 8090',
+    ODB_CONNECT: '10.0.0.5:8080,:9000',
+    ODB_THRESHOLD: '128KiB',
+  });
+  assert.ok(config);
+  assert.deepEqual(config.listen, [8080, 8090]);
+  assert.deepEqual(config.connect, [
+    { host: '10.0.0.5', port: 8080 },
+    { host: undefined, port: 9000 },
+  ]);
+  assert.equal(config.thresholdBytes, 128 * 1024);
+  assert.equal(config.store.budgetBytes, 256 * 1024 * 1024);
+});
+
+test('a file, with variables winning over it', async () => {
+  const path = configFile('ok.json', {
+    keyFile: '/from-file',
+    listen: '*',
+    clientFacing: [443],
+    threshold: '1MiB',
+    store: { ttl: '30s' },
+  });
+  const config = await loadStreamConfig({ ODB_CONFIG: path, ODB_KEY_FILE: '/from-env' });
+  assert.ok(config);
+  assert.equal(config.keyFile, '/from-env');
+  assert.equal(config.listen, '*');
+  assert.deepEqual(config.clientFacing, [443]);
+  assert.equal(config.thresholdBytes, 1024 * 1024);
+  assert.equal(config.store.ttlMs, 30_000);
+});
+
+test('bad settings fail with ODB_ERR_INVALID_OPTION naming the setting', async () => {
+  const cases: [Record<string, string>, RegExp][] = [
+    [{ ODB_KEY_FILE: '/k', ODB_LISTEN: '80,http' }, /ODB_LISTEN entry http/],
+    [{ ODB_KEY_FILE: '/k', ODB_CLIENT_FACING: '70000' }, /ODB_CLIENT_FACING entry 70000/],
+    [{ ODB_KEY_FILE: '/k', ODB_THRESHOLD: 'lots' }, /ODB_THRESHOLD/],
+    [{ ODB_LISTEN: '80' }, /ODB_KEY_FILE/],
+    [{ ODB_CONFIG: configFile('extra.json', { keyFile: '/k', colour: 'blue' }) }, /colour/],
+    [{ ODB_CONFIG: join(dir, 'absent.json') }, /absent\.json/],
+  ];
+  for (const [env, message] of cases) {
+    await assert.rejects(
+      loadStreamConfig(env),
+      (err: unknown) => isOdbError(err, 'ODB_ERR_INVALID_OPTION') && message.test(err.message),
+      JSON.stringify(env),
+    );
+  }
+});
