@@ -3,7 +3,8 @@ import { Writable } from 'node:stream';
 import { observedConnector } from '../http/connector.js';
 import { ResponseSink } from '../http/response-sink.js';
 import { Pool } from 'undici';
-import { OdbError, errorCodes, type OdbErrorCode } from '../errors.js';
+import { OdbError, type OdbErrorCode } from '../errors.js';
+import { classify, refusalError } from './fetch-errors.js';
 import { descriptorToText, type Descriptor } from '../protocol/descriptor.js';
 import {
   errorHeader,
@@ -51,16 +52,6 @@ export interface FetchOptions {
   /** Aborts the fetch (e.g. the client went away). */
   readonly signal?: AbortSignal;
 }
-
-const unreachableCodes = new Set([
-  'ECONNREFUSED',
-  'ENOTFOUND',
-  'EHOSTUNREACH',
-  'ENETUNREACH',
-  'EAI_AGAIN',
-  'UND_ERR_CONNECT_TIMEOUT',
-]);
-const timeoutCodes = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT']);
 
 /**
  * The pooled fetch client: one undici pool per store endpoint, bytes streamed straight into the
@@ -206,43 +197,6 @@ export class StoreClient {
     this.stats.failures[err.code] = (this.stats.failures[err.code] ?? 0) + 1;
     return err;
   }
-}
-
-/** Maps a transport error to the stable code a caller can act on. */
-function classify(err: unknown, timedOut: 'connecting' | 'waiting' | undefined): OdbError {
-  if (err instanceof OdbError) return err;
-  const code = (err as { code?: string }).code ?? '';
-  const detail = err instanceof Error ? err.message : String(err);
-  if (timedOut === 'connecting') {
-    return new OdbError('ODB_ERR_STORE_UNREACHABLE', detail, { cause: err });
-  }
-  if (timedOut === 'waiting' || timeoutCodes.has(code)) {
-    return new OdbError('ODB_ERR_FETCH_TIMEOUT', detail, { cause: err });
-  }
-  if (unreachableCodes.has(code))
-    return new OdbError('ODB_ERR_STORE_UNREACHABLE', detail, { cause: err });
-  return new OdbError('ODB_ERR_FETCH_ABORTED', detail, { cause: err });
-}
-
-function refusalError(
-  status: number,
-  codeHeader: string | string[] | undefined,
-  body: string,
-): OdbError {
-  const code =
-    typeof codeHeader === 'string' && codeHeader in errorCodes
-      ? (codeHeader as OdbErrorCode)
-      : undefined;
-  let message = body;
-  try {
-    message = (JSON.parse(body) as { message?: string }).message ?? body;
-  } catch {
-    // Not JSON: keep the raw text (a proxy in the way may have answered).
-  }
-  return new OdbError(
-    code ?? 'ODB_ERR_PROTOCOL',
-    `store answered ${status}: ${message.slice(0, 200)}`,
-  );
 }
 
 /** A writable that collects a small error body as text. */

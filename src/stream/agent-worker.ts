@@ -19,7 +19,7 @@ import {
   payloadIdHex,
   type Descriptor,
 } from '../protocol/descriptor.js';
-import { StoreClient } from '../rab/client.js';
+import { BufferFetcher } from '../rab/buffer-fetcher.js';
 import { ReferenceChannels } from '../rab/reference-channel.js';
 import { MemoryPayload } from '../rab/memory-payload.js';
 import { referenceToken } from '../rab/references.js';
@@ -47,7 +47,7 @@ const server = new StoreServer({
 });
 const bound = await server.listen(settings.storeHost, settings.storePort, settings.storeAdvertise);
 const endpoint = store.endpoint!;
-const client = new StoreClient({
+const fetcher = new BufferFetcher({
   fetchTimeoutMs: settings.fetchTimeoutMs,
   connectionsPerStore: 16,
 });
@@ -114,7 +114,7 @@ async function bytesFor(info: RegionInfo, offset: number, length: number): Promi
       store.endRead(entry);
     }
   }
-  return client.fetchBuffer(range);
+  return fetcher.fetchBuffer(range);
 }
 
 /** A first touch of missing pages (a userfaultfd fault, read-ahead included): fetch and fill. */
@@ -237,7 +237,7 @@ async function handle(message: AgentMessage): Promise<void> {
           descriptor.length,
           Date.now() + settings.fetchTimeoutMs * 4,
         );
-        const bytes = await client.fetchBuffer(fresh);
+        const bytes = await fetcher.fetchBuffer(fresh);
         bytes.copy(Buffer.from(message.target));
         Atomics.store(signal, 0, 1);
         reference('release', descriptor);
