@@ -226,26 +226,40 @@ export class OdbConnection {
 
   #writeFramed(chunks: Buffer[], cb: WriteCallback): void {
     // Lazy chunks that cannot be forwarded as descriptors are fetched first (without blocking),
-    // since they will be copied.
-    const threshold = this.#runtime.config.thresholdBytes;
+    // since they will be copied. The decision is taken once here and framing follows it.
+    const runtime = this.#runtime;
+    const threshold = runtime.config.thresholdBytes;
+    const forwardable = new Map<Buffer, LazyView>();
     const toFetch: LazyView[] = [];
     for (const chunk of chunks) {
       if (chunk.length < threshold) continue;
-      const view = this.#runtime.lazyView(chunk);
-      if (view && !this.#runtime.canForward(view) && !this.#runtime.isMaterialized(view))
-        toFetch.push(view);
+      const view = runtime.lazyView(chunk);
+      if (!view) continue;
+      if (runtime.canForward(view)) forwardable.set(chunk, view);
+      else if (!runtime.isMaterialized(view)) toFetch.push(view);
     }
-    if (toFetch.length > 0) {
-      Promise.all(toFetch.map((v) => this.#runtime.materialize(v))).then(
-        () => this.#writeGeneric.call(this.#socket, true, asWritev(this.#frames(chunks)), '', cb),
-        (err: Error) => cb(err),
+    const write = (): void =>
+      this.#writeGeneric.call(
+        this.#socket,
+        true,
+        asWritev(this.#frames(chunks, forwardable)),
+        '',
+        cb,
       );
-      return;
-    }
-    this.#writeGeneric.call(this.#socket, true, asWritev(this.#frames(chunks)), '', cb);
+    if (toFetch.length === 0) return write();
+    Promise.all(toFetch.map((v) => runtime.materialize(v))).then(
+      () => {
+        // A fetch may have given back the reference of a region another chunk forwards from.
+        for (const [chunk, view] of forwardable)
+          if (!runtime.canForward(view)) forwardable.delete(chunk);
+        write();
+      },
+      (err: Error) => cb(err),
+    );
   }
 
-  #frames(chunks: Buffer[]): Buffer[] {
+  /** The frames of `chunks`; `forwardable`: the lazy chunks that travel as derived descriptors. */
+  #frames(chunks: Buffer[], forwardable: ReadonlyMap<Buffer, LazyView>): Buffer[] {
     const runtime = this.#runtime;
     const threshold = runtime.config.thresholdBytes;
     const stats = runtime.stats;
@@ -261,8 +275,8 @@ export class OdbConnection {
         real(chunk);
         continue;
       }
-      const view = runtime.lazyView(chunk);
-      if (view && runtime.canForward(view)) {
+      const view = forwardable.get(chunk);
+      if (view) {
         out.push(...encodeVirtualFrame(runtime.forward(view).bytes));
         continue;
       }

@@ -7,10 +7,12 @@ import { after, before, test } from 'node:test';
 import { isOdbError, type OdbErrorCode } from '../../src/errors.js';
 import { generateClusterKey, Keyring } from '../../src/keys/keyring.js';
 import {
+  deriveDescriptor,
   descriptorToText,
   signDescriptor,
   type Descriptor,
 } from '../../src/protocol/descriptor.js';
+import { BufferFetcher } from '../../src/rab/buffer-fetcher.js';
 import { StoreClient } from '../../src/rab/client.js';
 import { FilePayload } from '../../src/rab/file-payload.js';
 import { MemoryPayload } from '../../src/rab/memory-payload.js';
@@ -249,4 +251,45 @@ test('a store announcing the wrong length is refused before any byte is delivere
   );
   assert.equal(started, false);
   await liar.close();
+});
+
+test('the agent fetcher (node:http): exact bytes, and each failure under its stable code', async () => {
+  const fetcher = new BufferFetcher({ fetchTimeoutMs: 400, connectionsPerStore: 2 });
+  const silent = await scriptedServer(() => {}); // accepts, never answers
+  const closed = await scriptedServer(() => {});
+  await closed.close();
+  const dying = await scriptedServer((socket) => {
+    socket.once('data', () => {
+      socket.write('HTTP/1.1 200 OK\r\ncontent-length: 100000\r\n\r\n');
+      socket.write(Buffer.alloc(40_000, 5), () => socket.destroy());
+    });
+  });
+  const stalling = await scriptedServer((socket) => {
+    socket.once('data', () => socket.write('HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nabc'));
+  });
+  try {
+    const d = store.register(new SyntheticPayload(9, 0, 300_000), 0)!;
+    for (let i = 0; i < 3; i++) {
+      // Several fetches on the kept-alive connections, ranges included.
+      const range = deriveDescriptor(d, key, 1000 * i, 150_000, Date.now() + 60_000);
+      assert.equal(
+        sha256(await fetcher.fetchBuffer(range)),
+        syntheticSha256(9, 1000 * i, 1000 * i + 150_000),
+      );
+    }
+    const expectCode = (descriptor: Descriptor, code: OdbErrorCode): Promise<void> =>
+      assert.rejects(fetcher.fetchBuffer(descriptor), (e: unknown) => isOdbError(e, code), code);
+    await expectCode(descriptorAt(port, 10), 'ODB_ERR_NOT_FOUND');
+    const forged = descriptorAt(port, 10);
+    forged.bytes[forged.bytes.length - 1]! ^= 1;
+    await expectCode(forged, 'ODB_ERR_BAD_MAC');
+    await expectCode(descriptorAt(closed.port, 10), 'ODB_ERR_STORE_UNREACHABLE');
+    await expectCode(descriptorAt(silent.port, 10), 'ODB_ERR_FETCH_TIMEOUT');
+    await expectCode(descriptorAt(stalling.port, 10), 'ODB_ERR_FETCH_TIMEOUT');
+    await expectCode(descriptorAt(dying.port, 100_000), 'ODB_ERR_FETCH_ABORTED');
+    await expectCode(descriptorAt(dying.port, 99_999), 'ODB_ERR_PROTOCOL');
+  } finally {
+    fetcher.close();
+    await Promise.all([silent.close(), dying.close(), stalling.close()]);
+  }
 });
