@@ -62,7 +62,7 @@ interface RegionInfo {
 const regions = new Map<number, RegionInfo>();
 const pendingFaults = new Map<number, [number, number][]>();
 
-// ---- references to payloads of other owners: ordered per owner, one channel each -------------------
+// ---- references to payloads of other owners: ordered per owner, one channel each -------------
 
 const channels = new ReferenceChannels({
   connectTimeoutMs: settings.fetchTimeoutMs,
