@@ -32,12 +32,23 @@ export class BufferFetcher {
   }
 
   /**
-   * The bytes of a closed descriptor's range; rejects with an OdbError (its code says whether a
-   * retry can help: ODB_ERR_NOT_FOUND and ODB_ERR_BAD_MAC cannot).
+   * The bytes of a closed descriptor's range, written into `into` (descriptor.length bytes; a
+   * new buffer by default); rejects with an OdbError (its code says whether a retry can help:
+   * ODB_ERR_NOT_FOUND and ODB_ERR_BAD_MAC cannot).
    */
-  fetchBuffer(descriptor: Descriptor): Promise<Buffer> {
+  fetchBuffer(
+    descriptor: Descriptor,
+    into: Buffer = Buffer.allocUnsafe(descriptor.length),
+  ): Promise<Buffer> {
     if (descriptor.open)
       return Promise.reject(new OdbError('ODB_ERR_PROTOCOL', 'cannot fetch an open payload'));
+    if (into.length !== descriptor.length)
+      return Promise.reject(
+        new OdbError(
+          'ODB_ERR_PROTOCOL',
+          `${into.length}-byte target for ${descriptor.length} bytes`,
+        ),
+      );
     const { host, port } = parseHostPort(descriptor.endpoint, 'store endpoint');
     return new Promise<Buffer>((resolve, reject) => {
       let phase: 'connecting' | 'waiting' = 'connecting';
@@ -73,14 +84,13 @@ export class BufferFetcher {
             );
             return;
           }
-          const out = Buffer.allocUnsafe(length);
           let at = 0;
           res.on('data', (chunk: Buffer) => {
-            at += chunk.copy(out, at);
+            at += chunk.copy(into, at);
           });
           res.on('end', () => {
             clearTimeout(timer);
-            if (at === length) resolve(out);
+            if (at === length) resolve(into);
             else reject(new OdbError('ODB_ERR_FETCH_ABORTED', `${at} of ${length} bytes`));
           });
           // The store failed mid-body: it closes before the announced length.

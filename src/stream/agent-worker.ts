@@ -93,15 +93,17 @@ let lazy: LazyBinding | undefined;
 let features: LazyFeatures | undefined;
 let lazyReason: string | undefined;
 
+/**
+ * A range of `descriptor` with a fresh expiry, to fetch with: the descriptor on the wire may be
+ * old, and the reference this process holds keeps the payload alive.
+ */
+function freshRange(descriptor: Descriptor, offset: number, length: number): Descriptor {
+  const expiresAt = Date.now() + settings.fetchTimeoutMs * 4;
+  return deriveDescriptor(descriptor, keyring.signing, offset, length, expiresAt);
+}
+
 async function bytesFor(info: RegionInfo, offset: number, length: number): Promise<Buffer> {
-  // A fresh expiry: the descriptor on the wire may be old; the reference keeps the payload alive.
-  const range = deriveDescriptor(
-    info.descriptor,
-    keyring.signing,
-    offset,
-    length,
-    Date.now() + settings.fetchTimeoutMs * 4,
-  );
+  const range = freshRange(info.descriptor, offset, length);
   if (range.endpoint === endpoint) {
     const entry = store.beginRead(payloadIdHex(range));
     try {
@@ -230,15 +232,8 @@ async function handle(message: AgentMessage): Promise<void> {
       const signal = new Int32Array(message.signal);
       try {
         const descriptor = descriptorFromText(message.descriptor);
-        const fresh = deriveDescriptor(
-          descriptor,
-          keyring.signing,
-          0,
-          descriptor.length,
-          Date.now() + settings.fetchTimeoutMs * 4,
-        );
-        const bytes = await fetcher.fetchBuffer(fresh);
-        bytes.copy(Buffer.from(message.target));
+        const fresh = freshRange(descriptor, 0, descriptor.length);
+        await fetcher.fetchBuffer(fresh, Buffer.from(message.target));
         Atomics.store(signal, 0, 1);
         reference('release', descriptor);
       } catch {
