@@ -10,9 +10,8 @@
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { freePort } from '../src/harness/free-port.js';
-import { processIo, startNodeProgram, type NodeProgram } from '../src/harness/node-program.js';
+import { processIo } from '../src/harness/node-program.js';
+import { startStreamPrograms } from '../src/harness/stream-chain.js';
 import { StoreClient } from '../src/rab/client.js';
 import { defaultSyntheticSeed, syntheticBytes } from '../src/tiers/synthetic.js';
 import type { MeasuredChain } from './measure.js';
@@ -20,16 +19,7 @@ import type { MeasuredChain } from './measure.js';
 /** Which program runs as the IS. */
 export type StreamIsKind = 'proxy' | 'hash';
 
-const programs: Record<StreamIsKind | 'be' | 'fe', string> = {
-  be: 'be-files.mjs',
-  proxy: 'is-proxy.mjs',
-  hash: 'is-hash.mjs',
-  fe: 'is-proxy.mjs',
-};
-
-function program(file: string): string {
-  return fileURLToPath(new URL(`../../test/fixtures/stream/${file}`, import.meta.url));
-}
+const isPrograms: Record<StreamIsKind, string> = { proxy: 'is-proxy.mjs', hash: 'is-hash.mjs' };
 
 /**
  * A running stream chain. In stream mode its counters are the IS agent's: `isFaults` (first
@@ -55,63 +45,33 @@ export async function startStreamChain(options: {
   readonly filesDir: string;
   readonly isKind: StreamIsKind;
 }): Promise<StreamChain> {
-  const [bePort, isPort, isStore] = [await freePort(), await freePort(), await freePort()];
-  const odb = (env: Record<string, string>): Record<string, string> =>
-    options.stream ? { ODB_KEY_FILE: options.keyFile, ODB_LOG_LEVEL: 'warn', ...env } : {};
-  const started: NodeProgram[] = [];
+  const chain = await startStreamPrograms({
+    odb: options.stream,
+    keyFile: options.keyFile,
+    filesDir: options.filesDir,
+    isProgram: isPrograms[options.isKind],
+  });
+  const processes = [chain.be, chain.is, chain.fe];
   /** Reads the IS agent's counters (its store's ping). */
   const store = new StoreClient();
-  const start = async (
-    name: string,
-    file: string,
-    env: Record<string, string>,
-  ): Promise<NodeProgram> => {
-    const p = await startNodeProgram(name, program(file), { odb: options.stream, env });
-    started.push(p);
-    return p;
+  return {
+    processes,
+    url: chain.url,
+    bytes: async (tier) => {
+      const { read, written } = processIo(processes.find((p) => p.name === tier)!.child.pid!);
+      return { rx: read, tx: written };
+    },
+    counters: async (): Promise<Record<string, number>> => {
+      if (!options.stream) return {};
+      const ping = await store.ping(chain.isStore);
+      return {
+        isFaults: ping.faults ?? 0,
+        isFaultBytes: ping.faultBytes ?? 0,
+        isFetchFailures: ping.fetchFailures ?? 0,
+      };
+    },
+    stop: async () => {
+      await Promise.all([store.close(), chain.stop()]);
+    },
   };
-  try {
-    await start('be', programs.be, {
-      PORT: String(bePort),
-      FILES_DIR: options.filesDir,
-      ...odb({ ODB_LISTEN: String(bePort) }),
-    });
-    await start('is1', programs[options.isKind], {
-      PORT: String(isPort),
-      UPSTREAM: `http://127.0.0.1:${bePort}`,
-      ...odb({
-        ODB_LISTEN: String(isPort),
-        ODB_CONNECT: `127.0.0.1:${bePort}`,
-        ODB_STORE_LISTEN: `127.0.0.1:${isStore}`,
-      }),
-    });
-    const fe = await start('fe', programs.fe, {
-      PORT: '0',
-      UPSTREAM: `http://127.0.0.1:${isPort}`,
-      ...odb({ ODB_CONNECT: `127.0.0.1:${isPort}` }),
-    });
-    return {
-      processes: started,
-      url: (path) => `http://127.0.0.1:${fe.port}${path}`,
-      bytes: async (tier) => {
-        const { read, written } = processIo(started.find((p) => p.name === tier)!.child.pid!);
-        return { rx: read, tx: written };
-      },
-      counters: async (): Promise<Record<string, number>> => {
-        if (!options.stream) return {};
-        const ping = await store.ping(`127.0.0.1:${isStore}`);
-        return {
-          isFaults: ping.faults ?? 0,
-          isFaultBytes: ping.faultBytes ?? 0,
-          isFetchFailures: ping.fetchFailures ?? 0,
-        };
-      },
-      stop: async () => {
-        await Promise.all([store.close(), ...started.map((p) => p.stop())]);
-      },
-    };
-  } catch (err) {
-    await Promise.all([store.close(), ...started.map((p) => p.stop())]);
-    throw err;
-  }
 }

@@ -9,6 +9,11 @@ import { after, before, test } from 'node:test';
 import { promisify } from 'node:util';
 import { freePort } from '../../src/harness/free-port.js';
 import {
+  startStreamPrograms,
+  streamFixture,
+  type StreamPrograms,
+} from '../../src/harness/stream-chain.js';
+import {
   FrameDecoder,
   FrameType,
   encodeFrameHeader,
@@ -21,7 +26,6 @@ import { eventually } from '../helpers/net.js';
 import { repoRoot } from '../helpers/repo.js';
 import {
   bytesRead,
-  fixture,
   odbEnv,
   rssBytes,
   startPeer,
@@ -70,43 +74,39 @@ async function proxyPeer(name: string, odbPeer: number, upstream: number): Promi
   );
 }
 
-interface StreamChain {
-  readonly be: Peer;
-  readonly is: Peer;
-  readonly fe: Peer;
-  readonly beStore: number;
-  url(path: string): string;
-}
-
-/** BE (plain file server) ← IS (`isFixture`) ← FE (http-proxy, client-facing), all with --import. */
-async function chain(
-  isFixture: string,
-  isExtra: Record<string, string> = {},
-): Promise<StreamChain> {
-  const [bePort, beStore, isPort] = [await freePort(), await freePort(), await freePort()];
-  const be = await peer(
-    'be',
+/** The plain file server with --import, serving the test files on `port` as an ODB port. */
+function fileServerPeer(
+  name: string,
+  port: number,
+  extra: Record<string, string> = {},
+): Promise<Peer> {
+  return peer(
+    name,
     'be-files.mjs',
     odbEnv(ws.keyFile, {
-      PORT: String(bePort),
-      ODB_LISTEN: String(bePort),
-      ODB_STORE_LISTEN: `127.0.0.1:${beStore}`,
+      PORT: String(port),
+      ODB_LISTEN: String(port),
       FILES_DIR: ws.dir,
+      ...extra,
     }),
   );
-  const is = await peer(
-    'is',
-    isFixture,
-    odbEnv(ws.keyFile, {
-      PORT: String(isPort),
-      ODB_LISTEN: String(isPort),
-      ODB_CONNECT: `127.0.0.1:${bePort}`,
-      UPSTREAM: `http://127.0.0.1:${bePort}`,
-      ...isExtra,
-    }),
-  );
-  const fe = await proxyPeer('fe', isPort, isPort);
-  return { be, is, fe, beStore, url: (path) => `http://127.0.0.1:${fe.port}${path}` };
+}
+
+/** BE (plain file server) ← IS (`isProgram`) ← FE (http-proxy, client-facing), all with --import. */
+async function chain(
+  isProgram: string,
+  isEnv: Record<string, string> = {},
+): Promise<StreamPrograms> {
+  const c = await startStreamPrograms({
+    odb: true,
+    keyFile: ws.keyFile,
+    filesDir: ws.dir,
+    isProgram,
+    isEnv,
+    logLevel: 'info',
+  });
+  peers.push(c.be, c.is, c.fe);
+  return c;
 }
 
 async function curlSha256(url: string): Promise<{ sha256: string; size: number; code: number }> {
@@ -122,7 +122,7 @@ async function curlSha256(url: string): Promise<{ sha256: string; size: number; 
 }
 
 /** Requests every size through `c`; returns the share of body bytes the IS process read. */
-async function throughChain(c: StreamChain, rounds = 3): Promise<number> {
+async function throughChain(c: StreamPrograms, rounds = 3): Promise<number> {
   const before = bytesRead(c.is.child.pid!);
   let body = 0;
   for (let i = 0; i < rounds; i++) {
@@ -215,7 +215,7 @@ async function runLineClient(
 ): Promise<{ lengths: number[]; allX: boolean }> {
   const { stdout } = await run(
     process.execPath,
-    ['--import', 'odb/register', fixture('line-client.mjs')],
+    ['--import', 'odb/register', streamFixture('line-client.mjs')],
     {
       cwd: repoRoot,
       env: {
@@ -234,11 +234,7 @@ async function runLineClient(
 
 test('mixed peers: plain clients, nginx and plain Node next to ODB processes stay byte-identical', async () => {
   const [bePort, plainPort] = [await freePort(), await freePort()];
-  await peer(
-    'be',
-    'be-files.mjs',
-    odbEnv(ws.keyFile, { PORT: String(bePort), ODB_LISTEN: String(bePort), FILES_DIR: ws.dir }),
-  );
+  await fileServerPeer('be', bePort);
   await peer('plain-be', 'be-files.mjs', { PORT: String(plainPort), FILES_DIR: ws.dir }, false);
   // A plain client (no hello) on an ODB port: served plain.
   const direct = await get(`http://127.0.0.1:${bePort}/f${1024 * 1024}.bin`);
@@ -333,22 +329,11 @@ test('frame reader on a live connection: random splits deliver exact bytes; a ba
 
 test('owner killed while an IS holds lazy buffers: affected responses fail visibly, others continue', async () => {
   const [aPort, bPort, isPort] = [await freePort(), await freePort(), await freePort()];
-  const beA = await peer(
-    'be-a',
-    'be-files.mjs',
-    odbEnv(ws.keyFile, {
-      PORT: String(aPort),
-      ODB_LISTEN: String(aPort),
-      FILES_DIR: ws.dir,
-      ODB_FETCH_TIMEOUT: '500ms',
-      ODB_FETCH_RETRIES: '1',
-    }),
-  );
-  await peer(
-    'be-b',
-    'be-files.mjs',
-    odbEnv(ws.keyFile, { PORT: String(bPort), ODB_LISTEN: String(bPort), FILES_DIR: ws.dir }),
-  );
+  const beA = await fileServerPeer('be-a', aPort, {
+    ODB_FETCH_TIMEOUT: '500ms',
+    ODB_FETCH_RETRIES: '1',
+  });
+  await fileServerPeer('be-b', bPort);
   await peer(
     'is',
     'is-hold.mjs',

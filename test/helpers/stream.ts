@@ -1,16 +1,12 @@
 // Real processes in stream mode: ordinary fixture programs, with ODB added only by `--import`.
-import { fileURLToPath } from 'node:url';
 import { freePort } from '../../src/harness/free-port.js';
 import { processIo, startNodeProgram, type NodeProgram } from '../../src/harness/node-program.js';
+import { streamFixture } from '../../src/harness/stream-chain.js';
 import { StoreClient } from '../../src/rab/client.js';
 export { rssBytes } from '../../src/harness/proc-stat.js';
 
 /** A fixture process. */
 export type Peer = NodeProgram;
-
-export function fixture(name: string): string {
-  return fileURLToPath(new URL(`../../../test/fixtures/stream/${name}`, import.meta.url));
-}
 
 /**
  * Starts `fixture` (listening on a fresh port unless `env.PORT` is given). With `odb`, the
@@ -23,7 +19,7 @@ export async function startPeer(
   odb = true,
 ): Promise<Peer> {
   const port = env.PORT ?? String(await freePort());
-  return startNodeProgram(name, fixture(file), { odb, env: { ...env, PORT: port } });
+  return startNodeProgram(name, streamFixture(file), { odb, env: { ...env, PORT: port } });
 }
 
 /** Bytes the process has read with read(2) so far, sockets included (/proc/<pid>/io rchar). */
@@ -31,11 +27,11 @@ export function bytesRead(pid: number): number {
   return processIo(pid).read;
 }
 
-/** Payloads a stream-mode process's store holds (its agent's ping). */
-export async function storeEntries(storePort: number): Promise<number> {
+/** Payloads a stream-mode process's store (`host:port`) holds (its agent's ping). */
+export async function storeEntries(store: string): Promise<number> {
   const client = new StoreClient();
   try {
-    return (await client.ping(`127.0.0.1:${storePort}`)).entries;
+    return (await client.ping(store)).entries;
   } finally {
     await client.close();
   }
