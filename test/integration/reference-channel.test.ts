@@ -1,44 +1,27 @@
 // The reference channel between a holder and an owner's store, over real loopback sockets.
 import assert from 'node:assert/strict';
 import { createServer, type AddressInfo } from 'node:net';
-import { after, before, test } from 'node:test';
-import { generateClusterKey, Keyring } from '../../src/keys/keyring.js';
+import { after, test } from 'node:test';
 import {
   deriveDescriptor,
   descriptorToText,
-  signDescriptor,
   type Descriptor,
 } from '../../src/protocol/descriptor.js';
 import { MemoryPayload } from '../../src/rab/memory-payload.js';
 import { ReferenceChannels } from '../../src/rab/reference-channel.js';
-import { StoreServer } from '../../src/rab/server.js';
-import { BufferStore } from '../../src/rab/store.js';
 import { eventually, rawExchange } from '../helpers/net.js';
+import { startTestStore, testDescriptor } from '../helpers/store.js';
 
-const key = generateClusterKey();
-const keyring = new Keyring([key]);
-let store: BufferStore;
-let server: StoreServer;
-let endpoint: string;
-let port: number;
+const { key, store, endpoint, port, close } = await startTestStore();
 const problems: string[] = [];
 const channels = new ReferenceChannels({
   connectTimeoutMs: 2000,
   onProblem: (_endpoint, message) => problems.push(message),
 });
 
-before(async () => {
-  store = new BufferStore({ keyring, ttlMs: 60_000 });
-  server = new StoreServer({ store });
-  endpoint = await server.listen('127.0.0.1', 0);
-  port = Number(endpoint.split(':')[1]);
-});
-
 after(async () => {
   channels.close();
-  server.closeAllConnections();
-  await server.close();
-  store.close();
+  await close();
 });
 
 let nextId = 1;
@@ -47,10 +30,7 @@ let nextId = 1;
 function counted(length: number, expiresAt = Date.now() + 60_000): Descriptor {
   const payloadId = Buffer.alloc(16);
   payloadId.writeUInt32BE(nextId++);
-  const descriptor = signDescriptor(
-    { endpoint, payloadId, offset: 0, length, totalSize: length, expiresAt, open: false },
-    key,
-  );
+  const descriptor = testDescriptor(key, endpoint, length, { payloadId, expiresAt });
   const payload = new MemoryPayload({ expectedSize: length });
   payload.append(Buffer.alloc(length, 7));
   payload.finish();

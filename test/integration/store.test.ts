@@ -3,9 +3,8 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, writeFileSync, utimesSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, before, test } from 'node:test';
+import { after, test } from 'node:test';
 import { isOdbError, type OdbErrorCode } from '../../src/errors.js';
-import { generateClusterKey, Keyring } from '../../src/keys/keyring.js';
 import {
   deriveDescriptor,
   descriptorToText,
@@ -16,46 +15,23 @@ import { BufferFetcher } from '../../src/rab/buffer-fetcher.js';
 import { StoreClient } from '../../src/rab/client.js';
 import { FilePayload } from '../../src/rab/file-payload.js';
 import { MemoryPayload } from '../../src/rab/memory-payload.js';
-import { StoreServer } from '../../src/rab/server.js';
-import { BufferStore } from '../../src/rab/store.js';
 import { SyntheticPayload, syntheticBytes, syntheticSha256 } from '../../src/tiers/synthetic.js';
 import { HashSink, eventually, rawExchange, scriptedServer, sha256 } from '../helpers/net.js';
+import { startTestStore, testDescriptor } from '../helpers/store.js';
 
-const key = generateClusterKey();
-const keyring = new Keyring([key]);
-let store: BufferStore;
-let server: StoreServer;
-let port: number;
-const client = new StoreClient({ fetchTimeoutMs: 2000 });
-
-before(async () => {
-  store = new BufferStore({ keyring, ttlMs: 60_000 });
-  server = new StoreServer({ store, maxConcurrentFetches: 8 });
-  const bound = await server.listen('127.0.0.1', 0);
-  port = Number(bound.split(':')[1]);
+const { key, store, server, port, close } = await startTestStore({
+  maxConcurrentFetches: 8,
 });
+const client = new StoreClient({ fetchTimeoutMs: 2000 });
 
 after(async () => {
   await client.close();
-  server.closeAllConnections();
-  await server.close();
-  store.close();
+  await close();
 });
 
 /** A valid descriptor of a `length`-byte payload at a store on local `port`. */
 function descriptorAt(port: number, length: number): Descriptor {
-  return signDescriptor(
-    {
-      endpoint: `127.0.0.1:${port}`,
-      payloadId: Buffer.alloc(16),
-      offset: 0,
-      length,
-      totalSize: length,
-      expiresAt: Date.now() + 60_000,
-      open: false,
-    },
-    key,
-  );
+  return testDescriptor(key, `127.0.0.1:${port}`, length);
 }
 
 function sink(): { target: { start: () => HashSink }; hash: HashSink } {
