@@ -30,6 +30,8 @@ export interface StorePing {
   /** Payloads held now, and the budget bytes they are charged. */
   readonly entries: number;
   readonly chargedBytes: number;
+  /** Payloads registered since the store started. */
+  readonly registered: number;
   /** A stream-mode agent's lazy-buffer counters (absent for header-mode stores). */
   readonly faults?: number;
   readonly faultBytes?: number;

@@ -126,12 +126,13 @@ export class StoreServer {
       return;
     }
     if (url === pingPath && req.method === 'GET') {
-      const { entries, chargedBytes } = this.store.stats;
+      const { entries, chargedBytes, registered } = this.store.stats;
       const answer: StorePing = {
         ok: true,
         endpoint: this.store.endpoint!,
         entries,
         chargedBytes,
+        registered,
         ...this.#pingExtras?.(),
       };
       res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(answer));
