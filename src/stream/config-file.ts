@@ -13,6 +13,12 @@ const fileSchema = z.strictObject({
   clientFacing: z.array(z.coerce.number().int().min(1).max(65535)).optional(),
   connect: z.union([z.literal('*'), z.array(z.string())]).optional(),
   threshold: z.union([z.string(), z.number()]).optional(),
+  gather: z
+    .strictObject({
+      max: z.union([z.string(), z.number()]).optional(),
+      wait: z.union([z.string(), z.number()]).optional(),
+    })
+    .optional(),
   store: z
     .strictObject({
       listen: z.string().optional(),

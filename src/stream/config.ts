@@ -9,6 +9,9 @@
  *   ODB_CONNECT         peers to speak ODB to: "10.0.0.5:8080,:8090" (":port" = any host), or "*"
  *                       (learn which peers answer a hello, on a separate probe connection)
  *   ODB_THRESHOLD       smallest write sent as a descriptor (default 64KiB)
+ *   ODB_GATHER          largest payload gathered from consecutive large writes (default 4MiB;
+ *                       0: each write its own payload); ODB_GATHER_WAIT: how long gathered
+ *                       bytes wait for more once the writes pause (default 5ms)
  *   ODB_STORE_LISTEN    this process's buffer store (default 127.0.0.1:0)
  *   ODB_STORE_ADVERTISE endpoint written into descriptors (default: the bound address)
  *   ODB_STORE_BUDGET    memory for payloads sent as descriptors (default 256MiB)
@@ -33,6 +36,8 @@ export interface StreamConfig {
   readonly clientFacing: readonly number[];
   readonly connect: readonly PeerPattern[] | '*';
   readonly thresholdBytes: number;
+  /** Consecutive large writes share a payload up to `maxBytes` (0: off); see PayloadGatherer. */
+  readonly gather: { readonly maxBytes: number; readonly waitMs: number };
   readonly store: {
     readonly listen: HostPort;
     readonly advertise: string | undefined;
@@ -102,6 +107,13 @@ export async function loadStreamConfig(
           : (file?.clientFacing ?? []),
       connect: connectRaw === '*' ? '*' : connectRaw.map(peer),
       thresholdBytes: parseSize(env.ODB_THRESHOLD ?? file?.threshold ?? '64KiB', 'ODB_THRESHOLD'),
+      gather: {
+        maxBytes: parseSize(env.ODB_GATHER ?? file?.gather?.max ?? '4MiB', 'ODB_GATHER'),
+        waitMs: parseDuration(
+          env.ODB_GATHER_WAIT ?? file?.gather?.wait ?? '5ms',
+          'ODB_GATHER_WAIT',
+        ),
+      },
       store: {
         listen: parseHostPort(
           env.ODB_STORE_LISTEN ?? file?.store?.listen ?? '127.0.0.1:0',

@@ -15,10 +15,11 @@
  */
 import type { Socket } from 'node:net';
 import { OdbError, isOdbError } from '../errors.js';
-import { decodeDescriptor, verifyDescriptor } from '../protocol/descriptor.js';
+import { decodeDescriptor, verifyDescriptor, type Descriptor } from '../protocol/descriptor.js';
 import { FrameDecoder, encodeVirtualFrame, frameReal } from '../protocol/frame.js';
 import { helloFrame, readHello } from './hello.js';
-import { httpHeadLength } from './http-head.js';
+import { httpBodyLength, httpHeadLength } from './http-head.js';
+import { PayloadGatherer } from './payload-gatherer.js';
 import type { LazyView, StreamRuntime } from './runtime.js';
 import { kOdbConnection } from './symbols.js';
 
@@ -65,6 +66,13 @@ export class OdbConnection {
   readonly #writeGeneric: WriteGeneric;
   #sniffed: Buffer = Buffer.alloc(0);
   #held: (() => void)[] = [];
+  /** Consecutive large writes gathered into one payload; undefined when gathering is off. */
+  readonly #gatherer: PayloadGatherer | undefined;
+  /**
+   * Body bytes still to come of the HTTP message being written, when its head announced a
+   * Content-Length: at 0 the message is complete and what was gathered goes out.
+   */
+  #bodyRemaining: number | undefined;
 
   private constructor(
     socket: Socket,
@@ -80,6 +88,22 @@ export class OdbConnection {
     (socket as unknown as Record<symbol, OdbConnection>)[kOdbConnection] = this;
     socket.push = ((chunk: Buffer | null, encoding?: BufferEncoding) =>
       this.#onRead(chunk, encoding)) as Socket['push'];
+    const gather = runtime.config.gather;
+    if (gather.maxBytes >= runtime.config.thresholdBytes) {
+      this.#gatherer = new PayloadGatherer(gather.maxBytes, gather.waitMs, () =>
+        this.#sendGathered(),
+      );
+      // Node ends a socket with `_final` (a shutdown), which never passes through `_writeGeneric`:
+      // what was gathered goes first. A destroyed socket drops it, as it drops queued writes.
+      const final = (socket as unknown as { _final: (cb: WriteCallback) => void })._final;
+      Object.assign(socket, {
+        _final: (cb: WriteCallback): void => {
+          this.#sendGathered();
+          final.call(socket, cb);
+        },
+      });
+      socket.once('close', () => this.#gatherer?.discard());
+    }
   }
 
   /** An accepted socket on an ODB port: wait for the peer's first bytes. */
@@ -238,14 +262,12 @@ export class OdbConnection {
       if (runtime.canForward(view)) forwardable.set(chunk, view);
       else if (!runtime.isMaterialized(view)) toFetch.push(view);
     }
-    const write = (): void =>
-      this.#writeGeneric.call(
-        this.#socket,
-        true,
-        asWritev(this.#frames(chunks, forwardable)),
-        '',
-        cb,
-      );
+    const write = (): void => {
+      const frames = this.#frames(chunks, forwardable);
+      // Everything was gathered: the bytes are ours, the application may go on writing.
+      if (frames.length === 0) return cb();
+      this.#writeGeneric.call(this.#socket, true, asWritev(frames), '', cb);
+    };
     if (toFetch.length === 0) return write();
     Promise.all(toFetch.map((v) => runtime.materialize(v))).then(
       () => {
@@ -258,47 +280,88 @@ export class OdbConnection {
     );
   }
 
-  /** The frames of `chunks`; `forwardable`: the lazy chunks that travel as derived descriptors. */
+  /**
+   * The frames of `chunks`; `forwardable`: the lazy chunks that travel as derived descriptors.
+   * Large own bytes are gathered rather than framed at once, so frames may be fewer than chunks,
+   * or none; gathered bytes go out before any later frame, so the stream keeps its order.
+   */
   #frames(chunks: Buffer[], forwardable: ReadonlyMap<Buffer, LazyView>): Buffer[] {
     const runtime = this.#runtime;
     const threshold = runtime.config.thresholdBytes;
-    const stats = runtime.stats;
     const out: Buffer[] = [];
-    const real = (bytes: Buffer): void => {
-      if (bytes.length === 0) return;
-      stats.sentReal++;
-      stats.sentRealBytes += bytes.length;
-      out.push(...frameReal(bytes));
-    };
     for (let chunk of chunks) {
-      if (chunk.length < threshold) {
-        real(chunk);
-        continue;
-      }
       const view = forwardable.get(chunk);
       if (view) {
+        this.#takeGathered(out);
         out.push(...encodeVirtualFrame(runtime.forward(view).bytes));
+        this.#countBody(chunk.length);
         continue;
       }
       const head = httpHeadLength(chunk);
       if (head > 0) {
-        real(chunk.subarray(0, head));
+        this.#real(chunk.subarray(0, head), out);
+        this.#bodyRemaining = httpBodyLength(chunk.subarray(0, head));
         chunk = chunk.subarray(head);
-        if (chunk.length < threshold) {
-          real(chunk);
-          continue;
-        }
       }
-      const descriptor = runtime.registerOwn(chunk);
-      if (!descriptor) {
-        real(chunk);
-        continue;
-      }
-      stats.sentVirtual++;
-      stats.sentVirtualBytes += chunk.length;
-      out.push(...encodeVirtualFrame(descriptor.bytes));
+      if (chunk.length < threshold) this.#real(chunk, out);
+      else this.#own(chunk, out);
+      this.#countBody(chunk.length);
     }
+    if (this.#bodyRemaining === 0) this.#takeGathered(out);
+    else this.#gatherer?.wait();
     return out;
+  }
+
+  #countBody(length: number): void {
+    if (this.#bodyRemaining !== undefined)
+      this.#bodyRemaining = Math.max(0, this.#bodyRemaining - length);
+  }
+
+  /** Frames `bytes` as R bytes, after anything gathered before them. */
+  #real(bytes: Buffer, out: Buffer[]): void {
+    if (bytes.length === 0) return;
+    this.#takeGathered(out);
+    const stats = this.#runtime.stats;
+    stats.sentReal++;
+    stats.sentRealBytes += bytes.length;
+    out.push(...frameReal(bytes));
+  }
+
+  /** Large bytes this process sends as its own payload: gathered, or framed on their own. */
+  #own(chunk: Buffer, out: Buffer[]): void {
+    const gatherer = this.#gatherer;
+    if (gatherer) {
+      if (gatherer.add(chunk, this.#bodyRemaining)) return;
+      this.#takeGathered(out);
+      if (gatherer.add(chunk, this.#bodyRemaining)) return;
+    }
+    // Larger than a payload may grow: a payload of its own.
+    this.#virtualOrReal(this.#runtime.registerOwn(chunk), chunk, out);
+  }
+
+  /** Frames what was gathered, if anything: one descriptor, or R bytes past the store budget. */
+  #takeGathered(out: Buffer[]): void {
+    const shared = this.#gatherer?.take();
+    if (shared) this.#virtualOrReal(this.#runtime.registerShared(shared), Buffer.from(shared), out);
+  }
+
+  #virtualOrReal(descriptor: Descriptor | undefined, bytes: Buffer, out: Buffer[]): void {
+    if (!descriptor) return this.#real(bytes, out);
+    const stats = this.#runtime.stats;
+    stats.sentVirtual++;
+    stats.sentVirtualBytes += bytes.length;
+    out.push(...encodeVirtualFrame(descriptor.bytes));
+  }
+
+  /** Sends what was gathered now (the wait is over, or the socket ends). */
+  #sendGathered(): void {
+    const out: Buffer[] = [];
+    this.#takeGathered(out);
+    if (out.length === 0) return;
+    this.#writeGeneric.call(this.#socket, true, asWritev(out), '', (err) => {
+      // The application's writes already completed: a failure here can only end the connection.
+      if (err) this.#socket.destroy(err);
+    });
   }
 }
 

@@ -15,3 +15,15 @@ export function httpHeadLength(chunk: Buffer): number {
   const end = chunk.indexOf('\r\n\r\n', 0, 'latin1');
   return end === -1 || end > maxHeadBytes ? 0 : end + 4;
 }
+
+/**
+ * The body length an HTTP head announces (its Content-Length), or undefined when it announces
+ * none or frames its body otherwise (Transfer-Encoding). Used only to send what was gathered as
+ * soon as a message is complete: a wrong answer delays bytes, it never changes them.
+ */
+export function httpBodyLength(head: Buffer): number | undefined {
+  const text = head.toString('latin1');
+  if (/\r\ntransfer-encoding:/i.test(text)) return undefined;
+  const match = /\r\ncontent-length:[ \t]*(\d+)[ \t]*\r\n/i.exec(text);
+  return match ? Number(match[1]) : undefined;
+}

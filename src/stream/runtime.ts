@@ -262,21 +262,31 @@ export class StreamRuntime {
     if (this.#ownBytes + bytes.length > this.config.store.budgetBytes) return undefined;
     const shared = new SharedArrayBuffer(bytes.length);
     bytes.copy(Buffer.from(shared));
+    return this.registerShared(shared);
+  }
+
+  /**
+   * Hands `shared` (which nobody may write any more) to this process's store and returns the
+   * descriptor of all its bytes; undefined when the budget is spent (the caller sends them real).
+   */
+  registerShared(shared: SharedArrayBuffer): Descriptor | undefined {
+    const length = shared.byteLength;
+    if (this.#ownBytes + length > this.config.store.budgetBytes) return undefined;
     const payloadId = randomFillSync(Buffer.allocUnsafe(payloadIdBytes));
     const descriptor = signDescriptor(
       {
         endpoint: this.endpoint,
         payloadId,
         offset: 0,
-        length: bytes.length,
-        totalSize: bytes.length,
+        length,
+        totalSize: length,
         expiresAt: Date.now() + this.config.store.ttlMs,
         open: false,
       },
       this.keyring.signing,
     );
     this.#own.set(payloadIdHex(descriptor), shared);
-    this.#ownBytes += bytes.length;
+    this.#ownBytes += length;
     this.#post({ type: 'register', descriptor: descriptor.bytes, bytes: shared });
     return descriptor;
   }

@@ -2,6 +2,7 @@
 import { freePort } from '../../src/harness/free-port.js';
 import { processIo, startNodeProgram, type NodeProgram } from '../../src/harness/node-program.js';
 import { streamFixture } from '../../src/harness/stream-chain.js';
+import type { StorePing } from '../../src/protocol/store-rpc.js';
 import { StoreClient } from '../../src/rab/client.js';
 export { rssBytes } from '../../src/harness/proc-stat.js';
 
@@ -27,11 +28,11 @@ export function bytesRead(pid: number): number {
   return processIo(pid).read;
 }
 
-/** Payloads a stream-mode process's store (`host:port`) holds (its agent's ping). */
-export async function storeEntries(store: string): Promise<number> {
+/** A stream-mode process's store (`host:port`) answering its ping: payloads held, registered. */
+export async function storePing(store: string): Promise<StorePing> {
   const client = new StoreClient();
   try {
-    return (await client.ping(store)).entries;
+    return await client.ping(store);
   } finally {
     await client.close();
   }

@@ -33,6 +33,7 @@ test('variables alone: lists, sizes and defaults', async () => {
   ]);
   assert.equal(config.thresholdBytes, 128 * 1024);
   assert.equal(config.store.budgetBytes, 256 * 1024 * 1024);
+  assert.deepEqual(config.gather, { maxBytes: 4 * 1024 * 1024, waitMs: 5 });
 });
 
 test('a file, with variables winning over it', async () => {
@@ -41,15 +42,21 @@ test('a file, with variables winning over it', async () => {
     listen: '*',
     clientFacing: [443],
     threshold: '1MiB',
+    gather: { max: '8MiB', wait: '5ms' },
     store: { ttl: '30s' },
   });
-  const config = await loadStreamConfig({ ODB_CONFIG: path, ODB_KEY_FILE: '/from-env' });
+  const config = await loadStreamConfig({
+    ODB_CONFIG: path,
+    ODB_KEY_FILE: '/from-env',
+    ODB_GATHER: '0',
+  });
   assert.ok(config);
   assert.equal(config.keyFile, '/from-env');
   assert.equal(config.listen, '*');
   assert.deepEqual(config.clientFacing, [443]);
   assert.equal(config.thresholdBytes, 1024 * 1024);
   assert.equal(config.store.ttlMs, 30_000);
+  assert.deepEqual(config.gather, { maxBytes: 0, waitMs: 5 });
 });
 
 test('bad settings fail with ODB_ERR_INVALID_OPTION naming the setting', async () => {
@@ -57,6 +64,7 @@ test('bad settings fail with ODB_ERR_INVALID_OPTION naming the setting', async (
     [{ ODB_KEY_FILE: '/k', ODB_LISTEN: '80,http' }, /ODB_LISTEN entry http/],
     [{ ODB_KEY_FILE: '/k', ODB_CLIENT_FACING: '70000' }, /ODB_CLIENT_FACING entry 70000/],
     [{ ODB_KEY_FILE: '/k', ODB_THRESHOLD: 'lots' }, /ODB_THRESHOLD/],
+    [{ ODB_KEY_FILE: '/k', ODB_GATHER_WAIT: 'soon' }, /ODB_GATHER_WAIT/],
     [{ ODB_LISTEN: '80' }, /ODB_KEY_FILE/],
     [{ ODB_CONFIG: configFile('extra.json', { keyFile: '/k', colour: 'blue' }) }, /colour/],
     [{ ODB_CONFIG: join(dir, 'absent.json') }, /absent\.json/],

@@ -1,0 +1,88 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import fc from 'fast-check';
+import { httpBodyLength, httpHeadLength } from '../../src/stream/http-head.js';
+import { PayloadGatherer } from '../../src/stream/payload-gatherer.js';
+
+const never = (): void => assert.fail('the wait ended');
+
+test('gathered chunks come out as one payload, in order, within the cap', () => {
+  fc.assert(
+    fc.property(
+      fc.array(fc.uint8Array({ minLength: 1, maxLength: 300 }), { maxLength: 20 }),
+      fc.integer({ min: 1, max: 1000 }),
+      (chunks, maxBytes) => {
+        const gatherer = new PayloadGatherer(maxBytes, 1000, never);
+        const payloads: Buffer[] = [];
+        const take = (): void => {
+          const shared = gatherer.take();
+          if (shared) payloads.push(Buffer.from(shared));
+        };
+        const alone: Buffer[] = [];
+        for (const chunk of chunks) {
+          if (gatherer.add(chunk)) continue;
+          take();
+          if (!gatherer.add(chunk)) alone.push(Buffer.from(chunk)); // larger than any payload
+        }
+        take();
+        assert.equal(gatherer.gathered, 0);
+        for (const payload of payloads) assert.ok(payload.length <= maxBytes);
+        assert.ok(alone.every((chunk) => chunk.length > maxBytes));
+        const gatheredChunks = chunks.filter((c) => c.length <= maxBytes);
+        assert.deepEqual(Buffer.concat(payloads), Buffer.concat(gatheredChunks));
+      },
+    ),
+  );
+});
+
+test('an announced size is allocated at once; a short payload comes out at its real length', () => {
+  const gatherer = new PayloadGatherer(1 << 20, 1000, never);
+  assert.ok(gatherer.add(Buffer.alloc(100, 1), 300));
+  assert.ok(gatherer.add(Buffer.alloc(200, 2)));
+  const full = gatherer.take()!;
+  assert.equal(full.growable, false);
+  assert.equal(full.byteLength, 300);
+  assert.ok(gatherer.add(Buffer.alloc(100, 3), 300));
+  const short = gatherer.take()!;
+  assert.equal(short.byteLength, 100);
+  assert.deepEqual(Buffer.from(short), Buffer.alloc(100, 3));
+  // More than announced still fits up to the cap: the payload is grown instead.
+  assert.ok(gatherer.add(Buffer.alloc(10), 5));
+  assert.equal(gatherer.take()!.growable, true);
+});
+
+test('the wait ends once, waitMs after the last write, only while bytes are gathered', (t) => {
+  t.mock.timers.enable({ apis: ['setTimeout', 'Date'] });
+  let ended = 0;
+  const gatherer = new PayloadGatherer(1000, 20, () => ended++);
+  gatherer.wait(); // nothing gathered: no wait
+  t.mock.timers.tick(100);
+  gatherer.add(Buffer.alloc(10));
+  gatherer.wait();
+  t.mock.timers.tick(10);
+  gatherer.add(Buffer.alloc(10));
+  gatherer.wait(); // more came: the wait starts again
+  t.mock.timers.tick(15);
+  assert.equal(ended, 0);
+  t.mock.timers.tick(5);
+  assert.equal(ended, 1);
+  t.mock.timers.tick(100);
+  assert.equal(ended, 1);
+  gatherer.take();
+  gatherer.add(Buffer.alloc(10));
+  gatherer.wait();
+  gatherer.discard();
+  t.mock.timers.tick(100);
+  assert.equal(ended, 1, 'a discarded payload does not end its wait');
+});
+
+test('HTTP heads: their length, and the body length they announce', () => {
+  const head = (lines: string[]): Buffer => Buffer.from(`${lines.join('\r\n')}\r\n\r\n`, 'latin1');
+  const response = head(['HTTP/1.1 200 OK', 'Content-Type: x', 'Content-Length:  1048576 ']);
+  assert.equal(httpHeadLength(Buffer.concat([response, Buffer.alloc(10)])), response.length);
+  assert.equal(httpBodyLength(response), 1048576);
+  assert.equal(httpBodyLength(head(['POST /x HTTP/1.1', 'content-length: 0'])), 0);
+  assert.equal(httpBodyLength(head(['HTTP/1.1 200 OK', 'Transfer-Encoding: chunked'])), undefined);
+  assert.equal(httpBodyLength(head(['GET / HTTP/1.1', 'Host: a'])), undefined);
+  assert.equal(httpHeadLength(Buffer.from('10000\r\n')), 0);
+});
