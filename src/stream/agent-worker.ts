@@ -26,17 +26,23 @@ import { referenceToken } from '../rab/references.js';
 import { StoreServer } from '../rab/server.js';
 import { BufferStore } from '../rab/store.js';
 import type { AgentEvent, AgentMessage, AgentSettings } from './agent-protocol.js';
+import { CollectionPacer, obtainGc } from './collector.js';
 
 const settings = workerData as AgentSettings;
 const keyring = parseKeyFile(settings.keyText);
 const port = parentPort!;
 const post = (event: AgentEvent): void => port.postMessage(event);
 
+/** Dropped payloads' shared memory is freed only once this isolate collects it, too. */
+const droppedPayloads = new CollectionPacer(obtainGc());
 const store = new BufferStore({
   keyring,
   budgetBytes: settings.budgetBytes,
   ttlMs: settings.ttlMs,
-  onDrop: (entry) => post({ type: 'dropped', id: entry.id, charge: entry.charge }),
+  onDrop: (entry) => {
+    post({ type: 'dropped', id: entry.id, charge: entry.charge });
+    droppedPayloads.note(entry.charge);
+  },
 });
 /** What the agent did for the lazy buffers of this process (in the store's ping answer). */
 const counters = { faults: 0, faultBytes: 0, fetchFailures: 0 };

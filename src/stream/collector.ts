@@ -1,0 +1,47 @@
+/**
+ * Full garbage collections asked of V8 by stream mode, in the isolate that imports this module.
+ *
+ * Stream mode's memory is large and short-lived while the JavaScript heaps that hold it stay
+ * small, so V8 may let hundreds of megabytes wait for a collection their heaps alone would not
+ * call for: a SharedArrayBuffer's memory is freed only once every isolate that holds a wrapper of
+ * it (the application thread and the agent) has collected that wrapper, and a lazy buffer's
+ * fetched pages only once the application's isolate collects the buffer.
+ */
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
+
+/** This isolate's full-GC function (V8's --expose-gc, set at run time), if V8 allows it. */
+export function obtainGc(): (() => void) | undefined {
+  try {
+    setFlagsFromString('--expose-gc');
+    return runInNewContext('gc') as () => void;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Collects after every `bytesBetween` bytes noted, at most once per `minIntervalMs`. */
+export class CollectionPacer {
+  readonly #gc: (() => void) | undefined;
+  readonly #bytesBetween: number;
+  readonly #minIntervalMs: number;
+  #noted = 0;
+  #lastGc = 0;
+
+  constructor(gc: (() => void) | undefined, bytesBetween = 32 * 1024 * 1024, minIntervalMs = 250) {
+    this.#gc = gc;
+    this.#bytesBetween = bytesBetween;
+    this.#minIntervalMs = minIntervalMs;
+  }
+
+  /** Notes `bytes` of memory that only a collection in this isolate will free. */
+  note(bytes: number): void {
+    this.#noted += bytes;
+    if (!this.#gc || this.#noted < this.#bytesBetween) return;
+    const now = Date.now();
+    if (now - this.#lastGc < this.#minIntervalMs) return;
+    this.#lastGc = now;
+    this.#noted = 0;
+    this.#gc();
+  }
+}
