@@ -34,8 +34,12 @@ interface ParserClass {
   RESPONSE: number;
 }
 
-/** Zero bytes fed to the parser in place of virtual body bytes (read-only, shared). */
-const zeros = Buffer.alloc(1024 * 1024);
+/**
+ * Zero bytes fed to the parser in place of virtual body bytes (read-only, shared), at most 64 KiB
+ * per call: the parser copies each span it is fed into a new buffer, and this keeps those copies
+ * the size Node's own socket reads give it.
+ */
+const zeros = Buffer.alloc(64 * 1024);
 
 function parserClass(): ParserClass {
   const require = createRequire(import.meta.url);

@@ -382,8 +382,8 @@ test(`${soakRequests} requests of 256 KiB: every reference comes back${checkRss 
   const c = await chain('is-proxy.mjs');
   const tiers = { BE: c.be, IS: c.is, FE: c.fe };
   // The baseline comes after V8 has sized its heaps for this load: under sustained allocation it
-  // grows each isolate's young generation (up to 2 × 16 MiB semi-spaces), a one-time step of
-  // about 30 MiB that took up to ~30 s here. A leak shows as growth after it.
+  // grows an application isolate's young generation (up to 2 × 16 MiB semi-spaces), a one-time
+  // step of up to ~30 MiB (the agent's is capped). A leak shows as growth after it.
   const warm = Math.min(20_000, Math.floor(soakRequests / 5));
   const sampleEvery = Math.max(100, Math.floor(soakRequests / 50));
   let baseline: Record<string, number> | undefined;
