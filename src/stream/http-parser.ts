@@ -35,11 +35,11 @@ interface ParserClass {
 }
 
 /**
- * Zero bytes fed to the parser in place of virtual body bytes (read-only, shared), at most 64 KiB
- * per call: the parser copies each span it is fed into a new buffer, and this keeps those copies
- * the size Node's own socket reads give it.
+ * Zero bytes fed to the parser in place of virtual body bytes (read-only, shared). Fed in pieces
+ * of 64 KiB, the parser would report (and a proxy forward) a 1 MiB lazy buffer as 16 slices: 16
+ * derived descriptors, regions and fetches downstream instead of one.
  */
-const zeros = Buffer.alloc(64 * 1024);
+const zeros = Buffer.alloc(1024 * 1024);
 
 function parserClass(): ParserClass {
   const require = createRequire(import.meta.url);
