@@ -1,0 +1,24 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { CollectionPacer } from '../../src/stream/collector.js';
+
+test('collections come after every bytesBetween bytes noted, at most once per interval', (t) => {
+  t.mock.timers.enable({ apis: ['Date'], now: 10_000 });
+  let collections = 0;
+  const pacer = new CollectionPacer(() => collections++, 100, 250);
+  pacer.note(60);
+  assert.equal(collections, 0);
+  pacer.note(60); // 120 ≥ 100
+  assert.equal(collections, 1);
+  pacer.note(150); // enough bytes, but too soon: kept for later
+  assert.equal(collections, 1);
+  t.mock.timers.tick(250);
+  pacer.note(1);
+  assert.equal(collections, 2);
+  pacer.note(99);
+  t.mock.timers.tick(250);
+  pacer.note(0); // counting started again after the last collection
+  assert.equal(collections, 2);
+  // Without a GC function (V8 refused --expose-gc) noting is harmless.
+  new CollectionPacer(undefined, 1, 0).note(10);
+});
