@@ -60,12 +60,14 @@ function executeVirtual(
   parser: ParserLike,
   kOnBody: number,
   data: Buffer,
+  onCopy?: (bytes: number) => void,
 ): number | Error {
   const onBody = parser[kOnBody] as ((this: ParserLike, b: Buffer) => unknown) | undefined;
   let cursor = 0;
   parser[kOnBody] = function virtualBody(this: ParserLike, copy: Buffer): unknown {
     const slice = data.subarray(cursor, cursor + copy.length);
     cursor += copy.length;
+    onCopy?.(copy.length); // the copy of zeros is garbage from here on
     return onBody?.call(this, slice);
   };
   let parsed = 0;
@@ -128,12 +130,13 @@ export function installHttpParser(runtime: StreamRuntime): string | undefined {
     return `Node's HTTP parser internals are not as expected (${(err as Error).message})`;
   }
   const kOnBody = HTTPParser.kOnBody;
+  const noteGarbage = (bytes: number): void => runtime.noteGarbage(bytes);
   HTTPParser.prototype.execute = function execute(this: ParserLike, data: Buffer): number | Error {
     // Only untouched or clean lazy buffers are worth keeping virtual; others are read anyway.
     if (data && Buffer.isBuffer(data)) {
       const view = runtime.lazyView(data);
       if (view && !runtime.isMaterialized(view))
-        return executeVirtual(original, this, kOnBody, data);
+        return executeVirtual(original, this, kOnBody, data, noteGarbage);
     }
     return original.call(this, data);
   };

@@ -102,10 +102,11 @@ export class StreamRuntime {
   /** Own payloads the store dropped: their shared memory waits for a collection here too. */
   readonly #droppedOwn = new CollectionPacer(this.#gc);
   /**
-   * Regions fetched whole to be written somewhere plain: their pages stay resident until the
-   * buffer is collected, and V8 lets external memory grow by 64 MB or more before it collects.
+   * Memory on this thread that only a collection frees (regions fetched whole, the HTTP parser's
+   * copies of the zeros it is fed): V8 lets external memory grow by 64 MB or more before it
+   * collects, which a tier moving large bodies reaches several times a second.
    */
-  readonly #fetchedWhole = new CollectionPacer(this.#gc);
+  readonly #collectable = new CollectionPacer(this.#gc);
   #lastGc = 0;
   #idleTimer: NodeJS.Timeout | undefined;
   #idleGcDelay = idleGcMs;
@@ -349,6 +350,11 @@ export class StreamRuntime {
     return Buffer.from(target);
   }
 
+  /** Notes `bytes` of garbage on this thread that only a collection frees (see #collectable). */
+  noteGarbage(bytes: number): void {
+    this.#collectable.note(bytes);
+  }
+
   /** The lazy region behind `chunk`, if any. */
   lazyView(chunk: Uint8Array): LazyView | undefined {
     const region = this.#regions.get(chunk.buffer);
@@ -399,7 +405,7 @@ export class StreamRuntime {
       this.#post({ type: 'materialize', regionId: view.region.id, requestId });
     }).then(() => {
       view.region.remoteReleased = true;
-      this.#fetchedWhole.note(view.region.descriptor.length);
+      this.#collectable.note(view.region.descriptor.length);
     });
   }
 }
