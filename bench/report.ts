@@ -278,6 +278,16 @@ function echoTable(results: BenchResults): string[] {
   return lines;
 }
 
+/** A `## title` section, or nothing when the run measured nothing for it. */
+function section(title: string, body: readonly string[]): string[] {
+  return body.length === 0 ? [] : [`## ${title}`, '', ...body];
+}
+
+/** A paragraph followed by its table, or nothing when the table has no rows. */
+function paragraphWithTable(paragraph: string, table: readonly string[]): string[] {
+  return table.length === 0 ? [] : [paragraph, '', ...table, ''];
+}
+
 /** Renders the whole report. */
 export function renderReport(results: BenchResults, charts: readonly Chart[]): string {
   const m = results.meta;
@@ -302,43 +312,47 @@ export function renderReport(results: BenchResults, charts: readonly Chart[]): s
       .join(', ')}`,
     `- Method: every point is ${o.repeats} run(s) of ${o.duration / 1000} s after ${o.warmup / 1000} s of warm-up at a fixed request rate (open loop, latency corrected for coordinated omission); figures are medians with [lowest–highest run]. ` +
       `CPU is each tier's user+system time from /proc (all its processes and threads). Bytes: ${m.byteSource}. ` +
-      `In odb mode the back end's threshold is ${formatBytes(o.threshold)}, so every payload size takes the shortcut. Every response is length-checked, and SHA-256-checked at 1 in 1 (below 256 KiB) or 1 in 8.`,
+      (results.points.length > 0
+        ? `In odb mode the back end's threshold is ${formatBytes(o.threshold)}, so every payload size takes the shortcut. `
+        : '') +
+      'Every response is length-checked, and SHA-256-checked at 1 in 1 (below 256 KiB) or 1 in 8.',
     '',
     '## Key ratios',
     '',
     ...keyRatios(results),
     '',
-    '## Side by side with the thesis',
-    '',
-    'Share of payload bytes that did not cross each intermediate (1 − its bytes received per request in odb mode / in vanilla mode). The thesis measured stream-mode ODB, where head and tail pages of unaligned buffers travel real; header mode moves the whole body, so only the response head crosses.',
-    '',
-    ...bypassTable(results),
-    '',
-    'CPU per request, odb relative to vanilla, at the same fixed rate: `IS change / whole-chain change`. The thesis reports −51 % on the IS from 64 KiB (Fig. 4.11, stream mode) and, for DISC, about −50 % whole-chain CPU with one or two intermediates and −18 % without, from 64 KiB at 600 req/s (Fig. 3.15).',
-    '',
-    ...cpuChangeTable(results),
-    '',
-    `Saturation: the highest offered rate held with p99 ≤ ${o.sloP99} ms (✗: a step that failed). With a CPU quota (cgroup) on one tier, this is the bottleneck experiment of §3.6.4: in the thesis, DISC kept 14 000 req/s where vanilla plateaued at 9 000 with the front end saturated. Header mode relieves the intermediates, not the front end, which still fetches and sends every byte.`,
-    '',
-    ...saturationTable(results),
-    '',
-    '## Stream mode: unmodified programs under `node --import odb/register`',
-    '',
-    `A plain Node \`http\` file server (BE), a plain \`http-proxy\` script (IS) and another as the client-facing FE, run as they are (vanilla) and with \`--import odb/register\` (stream), on loopback at the same fixed rates. When a chain starts, each size first gets ${(o.streamWarmup ?? 0) / 1000} s of unmeasured closed-loop load, so both modes are measured with their hot code optimised (at these rates a fresh process runs unoptimised code for many seconds). The hashing proxy reads every body before forwarding it: its faults are first touches of lazy buffers, each fetching a read-ahead chunk from the owner. Bytes here are each process's own read/write syscall counters (/proc/<pid>/io), files included.`,
-    '',
-    ...streamTable(results),
-    '',
-    '## Echo: the cost of ODB framing when nothing is bypassed',
-    '',
-    '`framed`: the benchmark program frames every message itself; `stream`: the plain program on both ends runs under `--import odb/register`, whose interposition frames every write.',
-    '',
-    ...echoTable(results),
-    '',
-    '## All points',
-    '',
-    ...pointTables(results),
-    '## Charts',
-    '',
-    ...charts.map((c) => `![${c.title}](charts/${c.file})\n`),
+    ...section('Side by side with the thesis', [
+      ...paragraphWithTable(
+        'Share of payload bytes that did not cross each intermediate (1 − its bytes received per request in odb mode / in vanilla mode). The thesis measured stream-mode ODB, where head and tail pages of unaligned buffers travel real; header mode moves the whole body, so only the response head crosses.',
+        bypassTable(results),
+      ),
+      ...paragraphWithTable(
+        'CPU per request, odb relative to vanilla, at the same fixed rate: `IS change / whole-chain change`. The thesis reports −51 % on the IS from 64 KiB (Fig. 4.11, stream mode) and, for DISC, about −50 % whole-chain CPU with one or two intermediates and −18 % without, from 64 KiB at 600 req/s (Fig. 3.15).',
+        cpuChangeTable(results),
+      ),
+      ...paragraphWithTable(
+        `Saturation: the highest offered rate held with p99 ≤ ${o.sloP99} ms (✗: a step that failed). With a CPU quota (cgroup) on one tier, this is the bottleneck experiment of §3.6.4: in the thesis, DISC kept 14 000 req/s where vanilla plateaued at 9 000 with the front end saturated. Header mode relieves the intermediates, not the front end, which still fetches and sends every byte.`,
+        saturationTable(results),
+      ),
+    ]),
+    ...section(
+      'Stream mode: unmodified programs under `node --import odb/register`',
+      paragraphWithTable(
+        `A plain Node \`http\` file server (BE), a plain \`http-proxy\` script (IS) and another as the client-facing FE, run as they are (vanilla) and with \`--import odb/register\` (stream), on loopback at the same fixed rates. When a chain starts, each size first gets ${(o.streamWarmup ?? 0) / 1000} s of unmeasured closed-loop load, so both modes are measured with their hot code optimised (at these rates a fresh process runs unoptimised code for many seconds). The hashing proxy reads every body before forwarding it: its faults are first touches of lazy buffers, each fetching a read-ahead chunk from the owner. Bytes here are each process's own read/write syscall counters (/proc/<pid>/io), files included.`,
+        streamTable(results),
+      ),
+    ),
+    ...section(
+      'Echo: the cost of ODB framing when nothing is bypassed',
+      paragraphWithTable(
+        '`framed`: the benchmark program frames every message itself; `stream`: the plain program on both ends runs under `--import odb/register`, whose interposition frames every write.',
+        echoTable(results),
+      ),
+    ),
+    ...section('All points', pointTables(results)),
+    ...section(
+      'Charts',
+      charts.map((c) => `![${c.title}](charts/${c.file})\n`),
+    ),
   ].join('\n');
 }
