@@ -342,14 +342,19 @@ export class OdbConnection {
   /** Frames what was gathered, if anything: one descriptor, or R bytes past the store budget. */
   #takeGathered(out: Buffer[]): void {
     const shared = this.#gatherer?.take();
-    if (shared) this.#virtualOrReal(this.#runtime.registerShared(shared), Buffer.from(shared), out);
+    if (shared) this.#virtualOrReal(this.#runtime.registerShared(shared), shared, out);
   }
 
-  #virtualOrReal(descriptor: Descriptor | undefined, bytes: Buffer, out: Buffer[]): void {
-    if (!descriptor) return this.#real(bytes, out);
+  /** A V frame for `descriptor`, or `bytes` as R bytes when there is none (budget spent). */
+  #virtualOrReal(
+    descriptor: Descriptor | undefined,
+    bytes: Buffer | SharedArrayBuffer,
+    out: Buffer[],
+  ): void {
+    if (!descriptor) return this.#real(Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes), out);
     const stats = this.#runtime.stats;
     stats.sentVirtual++;
-    stats.sentVirtualBytes += bytes.length;
+    stats.sentVirtualBytes += bytes.byteLength;
     out.push(...encodeVirtualFrame(descriptor.bytes));
   }
 
