@@ -34,13 +34,23 @@ export class CollectionPacer {
     this.#minIntervalMs = minIntervalMs;
   }
 
+  /** True when V8 gave this isolate a GC function. */
+  get available(): boolean {
+    return this.#gc !== undefined;
+  }
+
   /** Notes `bytes` of memory that only a collection in this isolate will free. */
   note(bytes: number): void {
     this.#noted += bytes;
     if (!this.#gc || this.#noted < this.#bytesBetween) return;
-    const now = Date.now();
-    if (now - this.#lastGc < this.#minIntervalMs) return;
-    this.#lastGc = now;
+    if (Date.now() - this.#lastGc < this.#minIntervalMs) return;
+    this.collect();
+  }
+
+  /** Collects now, for any reason: it frees what was noted so far, too. */
+  collect(): void {
+    if (!this.#gc) return;
+    this.#lastGc = Date.now();
     this.#noted = 0;
     this.#gc();
   }

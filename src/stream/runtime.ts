@@ -98,15 +98,14 @@ export class StreamRuntime {
   #nextRequest = 1;
   readonly #pending = new Map<number, { resolve: () => void; reject: (err: Error) => void }>();
   readonly #live = new Map<number, LiveRegion>();
-  readonly #gc = obtainGc();
-  /** Own payloads the store dropped: their shared memory waits for a collection here too. */
-  readonly #droppedOwn = new CollectionPacer(this.#gc);
   /**
-   * Memory on this thread that only a collection frees (regions fetched whole, the HTTP parser's
-   * copies of the zeros it is fed): V8 lets external memory grow by 64 MB or more before it
-   * collects, which a tier moving large bodies reaches several times a second.
+   * Every full collection this thread asks for. Noted: memory here that only a collection frees
+   * (own payloads the store dropped, whose shared memory waits for this isolate too; regions
+   * fetched whole; the HTTP parser's copies of the zeros it is fed). V8 lets external memory grow
+   * by 64 MB or more before it collects, which a tier moving large bodies reaches several times a
+   * second.
    */
-  readonly #collectable = new CollectionPacer(this.#gc);
+  readonly #collections = new CollectionPacer(obtainGc());
   #lastGc = 0;
   #idleTimer: NodeJS.Timeout | undefined;
   #idleGcDelay = idleGcMs;
@@ -145,11 +144,11 @@ export class StreamRuntime {
    * asks for a collection when many regions are alive, or when none was created for a while.
    */
   #nudgeGc(): void {
-    if (!this.#gc) return;
+    if (!this.#collections.available) return;
     const now = Date.now();
     if (this.#live.size >= liveRegionsBeforeGc && now - this.#lastGc >= gcIntervalMs) {
       this.#lastGc = now;
-      this.#gc();
+      this.#collections.collect();
     }
     this.#idleGcDelay = idleGcMs;
     if (this.#idleTimer) this.#idleTimer.refresh();
@@ -164,9 +163,9 @@ export class StreamRuntime {
   #armIdleGc(): void {
     this.#idleTimer = setTimeout(() => {
       this.#idleTimer = undefined;
-      if (this.#live.size === 0 || !this.#gc) return;
+      if (this.#live.size === 0 || !this.#collections.available) return;
       this.#lastGc = Date.now();
-      this.#gc();
+      this.#collections.collect();
       this.#idleGcDelay = Math.min(this.#idleGcDelay * 2, maxIdleGcMs);
       this.#armIdleGc();
     }, this.#idleGcDelay);
@@ -176,7 +175,7 @@ export class StreamRuntime {
   /** Regions held past half the TTL are fetched whole: a later read must not need the owner. */
   #fetchLongHeld(): void {
     if (this.#live.size === 0) return; // nothing held: no collection needed either
-    this.#gc?.();
+    this.#collections.collect();
     const old = Date.now() - this.config.store.ttlMs / 2;
     for (const live of this.#live.values()) {
       const memory = live.memory.deref();
@@ -233,7 +232,7 @@ export class StreamRuntime {
       case 'dropped':
         if (this.#own.delete(event.id)) {
           this.#ownBytes -= event.charge;
-          this.#droppedOwn.note(event.charge);
+          this.#collections.note(event.charge);
         }
         return;
       case 'materialized': {
@@ -350,9 +349,9 @@ export class StreamRuntime {
     return Buffer.from(target);
   }
 
-  /** Notes `bytes` of garbage on this thread that only a collection frees (see #collectable). */
+  /** Notes `bytes` of garbage on this thread that only a collection frees (see #collections). */
   noteGarbage(bytes: number): void {
-    this.#collectable.note(bytes);
+    this.#collections.note(bytes);
   }
 
   /** The lazy region behind `chunk`, if any. */
@@ -405,7 +404,7 @@ export class StreamRuntime {
       this.#post({ type: 'materialize', regionId: view.region.id, requestId });
     }).then(() => {
       view.region.remoteReleased = true;
-      this.#collectable.note(view.region.descriptor.length);
+      this.#collections.note(view.region.descriptor.length);
     });
   }
 }

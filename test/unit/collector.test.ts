@@ -22,3 +22,16 @@ test('collections come after every bytesBetween bytes noted, at most once per in
   // Without a GC function (V8 refused --expose-gc) noting is harmless.
   new CollectionPacer(undefined, 1, 0).note(10);
 });
+
+test('a collection asked for directly also frees what was noted before it', () => {
+  let collections = 0;
+  const pacer = new CollectionPacer(() => collections++, 100, 0);
+  assert.ok(pacer.available);
+  pacer.note(90);
+  pacer.collect();
+  pacer.note(90); // 90 since the last collection: not yet
+  assert.equal(collections, 1);
+  pacer.note(10);
+  assert.equal(collections, 2);
+  assert.equal(new CollectionPacer(undefined).available, false);
+});
