@@ -12,6 +12,8 @@
 // or vm.unprivileged_userfaultfd=1 without UFFD_USER_MODE_ONLY, since kernel consumers must fault).
 #include <napi.h>
 
+#include "own-memory.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/userfaultfd.h>
@@ -465,6 +467,7 @@ Napi::Object Module(Napi::Env env, Napi::Object exports) {
   exports.Set("requestMissing", Napi::Function::New(env, RequestMissing));
   exports.Set("syncExternalMemory", Napi::Function::New(env, SyncExternalMemory));
   exports.Set("initialised", Napi::Function::New(env, [](const Napi::CallbackInfo& i) { return Napi::Boolean::New(i.Env(), uffd >= 0); }));
+  RegisterOwnMemory(env, exports);
   return exports;
 }
 

@@ -25,8 +25,37 @@ export interface LazyFeatures {
   readonly pageSize: number;
 }
 
-/** The addon's functions (see native/lazy.cc). */
-export interface LazyBinding {
+/** What the addon holds of own-payload memory (see {@link OwnMemoryBinding.ownStats}). */
+export interface OwnMemoryStats {
+  /** Payloads allocated and not freed. */
+  readonly live: number;
+  /** Their capacity in bytes. */
+  readonly liveBytes: number;
+  /** Freed payloads (pages given back) whose mapping waits for their last view to be collected. */
+  readonly retired: number;
+}
+
+/**
+ * Memory for payloads this process sends (native/own-memory.cc): freed explicitly, not by
+ * garbage collection. Needs only the addon, not userfaultfd. Ids are process-wide: any thread may
+ * use an id another thread allocated.
+ */
+export interface OwnMemoryBinding {
+  /** Reserves `capacity` bytes (pages are committed as they are written); returns the id. */
+  ownAllocate(capacity: number): number;
+  /** Copies `bytes` in at `offset`; throws once freed or outside the capacity. */
+  ownWrite(id: number, offset: number, bytes: Uint8Array): void;
+  /** A copy of `[offset, offset + length)`, or null once freed. */
+  ownCopy(id: number, offset: number, length: number): Buffer | null;
+  /** A Buffer over `[offset, offset + length)` (no copy), or null once freed. */
+  ownView(id: number, offset: number, length: number): Buffer | null;
+  /** Gives the memory back (idempotent). Views must not be read afterwards: they would fault. */
+  ownFree(id: number): void;
+  ownStats(): OwnMemoryStats;
+}
+
+/** The addon's functions (see native/lazy.cc and native/own-memory.cc). */
+export interface LazyBinding extends OwnMemoryBinding {
   /** Once per process, in the thread that will serve faults. */
   init(onFault: (id: number, offset: number, length: number) => void): LazyFeatures;
   initialised(): boolean;

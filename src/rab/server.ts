@@ -228,6 +228,9 @@ export class StoreServer {
       this.#fail(res, err);
     } finally {
       if (entry) {
+        // The socket may still be writing chunks of the payload's memory (a source may yield
+        // views of memory it frees when the store drops it): the read ends once it is not.
+        await writesSettled(res);
         this.store.endRead(entry);
         this.stats.inFlight--;
       }
@@ -312,4 +315,22 @@ function planFetch(descriptor: Descriptor, entry: StoreEntry, rangeHeader?: stri
     contentRange: contentRange(range, descriptor.length),
     wholeRange: length === descriptor.length,
   };
+}
+
+/**
+ * Resolves once no write of `res` can touch its chunks any more: every write completed
+ * ('finish' follows the last write's callback) or the socket was destroyed (its pending writes
+ * are cancelled as its handle closes).
+ */
+function writesSettled(res: ServerResponse): Promise<void> {
+  if (res.writableFinished || res.destroyed) return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = (): void => {
+      res.off('finish', done);
+      res.off('close', done);
+      resolve();
+    };
+    res.on('finish', done);
+    res.on('close', done);
+  });
 }

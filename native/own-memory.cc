@@ -1,0 +1,189 @@
+// Own-payload memory for ODB stream mode: the bytes of payloads this process sends as
+// descriptors, held for fetches by its store and given back the moment the store drops them.
+//
+// Why not a SharedArrayBuffer: its memory goes only once every isolate holding a wrapper (the
+// application's thread and the agent's) has collected it, so a busy owner's memory rose and fell
+// by tens of MiB with garbage collection. Here the store frees a payload explicitly.
+//
+// Each payload is one anonymous private mapping (MAP_NORESERVE: a payload gathered to an
+// unknown size reserves its cap and commits pages as they are written; MADV_DONTFORK). The
+// application thread allocates and writes it, then hands its id to the agent, which serves
+// fetches from external Buffers ("views") of it and frees it when the store drops the payload.
+// Views keep the mapping; a free while views are alive gives the pages back (MADV_DONTNEED) and
+// makes them inaccessible (PROT_NONE), so a read after the free faults loudly instead of seeing
+// zeros, and the mapping goes with the last view. The store frees only once no fetch is reading
+// or writing a view (see StoreServer), so that fault is a bug guard, not a path.
+#include "own-memory.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+
+namespace {
+
+struct Slab {
+  uint32_t id;
+  uint8_t* base;
+  size_t capacity;  // bytes that may be written
+  size_t mapped;    // capacity rounded up to whole pages
+  uint32_t refs;    // the owner's (until freed) + one per live view
+  bool freed;
+};
+
+std::mutex mu;
+std::unordered_map<uint32_t, std::shared_ptr<Slab>> slabs;
+uint32_t next_id = 1;
+size_t page_size = 0;
+size_t live_bytes = 0;    // capacity of slabs not yet freed
+size_t retired_slabs = 0;  // freed, mapping kept for views still alive
+
+Napi::Value Throw(Napi::Env env, const std::string& message) {
+  Napi::Error::New(env, message).ThrowAsJavaScriptException();
+  return env.Undefined();
+}
+
+// Drops one reference; the last one of a freed slab unmaps it. Caller holds `mu`.
+void Unref(const std::shared_ptr<Slab>& slab) {
+  if (--slab->refs > 0 || !slab->freed) return;
+  munmap(slab->base, slab->mapped);
+  slabs.erase(slab->id);
+  retired_slabs--;
+}
+
+// The slab with id info[0], if it was not freed. Caller holds `mu`.
+std::shared_ptr<Slab> LiveSlab(const Napi::CallbackInfo& info) {
+  auto it = slabs.find(info[0].As<Napi::Number>().Uint32Value());
+  return it == slabs.end() || it->second->freed ? nullptr : it->second;
+}
+
+// Checks that [offset, offset + length) lies within the slab's capacity.
+bool RangeArgs(const Napi::CallbackInfo& info, const Slab& slab, size_t* offset, size_t* length) {
+  double o = info[1].As<Napi::Number>().DoubleValue();
+  double l = info[2].As<Napi::Number>().DoubleValue();
+  if (!(o >= 0) || !(l >= 0) || o + l > static_cast<double>(slab.capacity)) return false;
+  *offset = static_cast<size_t>(o);
+  *length = static_cast<size_t>(l);
+  return true;
+}
+
+// ownAllocate(capacity) -> id
+Napi::Value Allocate(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsNumber()) return Throw(env, "ownAllocate(capacity)");
+  double requested = info[0].As<Napi::Number>().DoubleValue();
+  if (!(requested >= 1) || requested > 64.0 * 1024 * 1024 * 1024) return Throw(env, "ownAllocate: capacity out of range");
+  auto slab = std::make_shared<Slab>();
+  slab->capacity = static_cast<size_t>(requested);
+  slab->mapped = (slab->capacity + page_size - 1) / page_size * page_size;
+  void* mem = mmap(nullptr, slab->mapped, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (mem == MAP_FAILED) return Throw(env, std::string("ownAllocate: mmap: ") + strerror(errno));
+  madvise(mem, slab->mapped, MADV_DONTFORK);
+  slab->base = static_cast<uint8_t*>(mem);
+  slab->refs = 1;
+  slab->freed = false;
+  std::lock_guard<std::mutex> lock(mu);
+  slab->id = next_id++;
+  slabs[slab->id] = slab;
+  live_bytes += slab->capacity;
+  return Napi::Number::New(env, slab->id);
+}
+
+// ownWrite(id, offset, bytes): before the slab is handed to the agent (application thread).
+Napi::Value Write(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 3 || !info[0].IsNumber() || !info[1].IsNumber() || !info[2].IsTypedArray()) return Throw(env, "ownWrite(id, offset, bytes)");
+  auto bytes = info[2].As<Napi::Uint8Array>();
+  std::lock_guard<std::mutex> lock(mu);
+  auto slab = LiveSlab(info);
+  if (!slab) return Throw(env, "ownWrite: payload memory was freed");
+  double offset = info[1].As<Napi::Number>().DoubleValue();
+  if (!(offset >= 0) || offset + bytes.ByteLength() > slab->capacity) return Throw(env, "ownWrite: range outside the payload");
+  memcpy(slab->base + static_cast<size_t>(offset), bytes.Data(), bytes.ByteLength());
+  return env.Undefined();
+}
+
+// ownCopy(id, offset, length) -> a new Buffer with those bytes, or null once freed. Copies under
+// the lock, so a concurrent free (the agent's thread) waits for it.
+Napi::Value Copy(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 3 || !info[0].IsNumber() || !info[1].IsNumber() || !info[2].IsNumber()) return Throw(env, "ownCopy(id, offset, length)");
+  std::lock_guard<std::mutex> lock(mu);
+  auto slab = LiveSlab(info);
+  if (!slab) return env.Null();
+  size_t offset, length;
+  if (!RangeArgs(info, *slab, &offset, &length)) return Throw(env, "ownCopy: range outside the payload");
+  return Napi::Buffer<uint8_t>::Copy(env, slab->base + offset, length);
+}
+
+void FinalizeView(Napi::Env, uint8_t*, std::shared_ptr<Slab>* hint) {
+  std::lock_guard<std::mutex> lock(mu);
+  Unref(*hint);
+  delete hint;
+}
+
+// ownView(id, offset, length) -> an external Buffer over those bytes, or null once freed.
+Napi::Value View(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 3 || !info[0].IsNumber() || !info[1].IsNumber() || !info[2].IsNumber()) return Throw(env, "ownView(id, offset, length)");
+  std::shared_ptr<Slab> slab;
+  size_t offset, length;
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    slab = LiveSlab(info);
+    if (!slab) return env.Null();
+    if (!RangeArgs(info, *slab, &offset, &length)) return Throw(env, "ownView: range outside the payload");
+    if (length == 0) return Napi::Buffer<uint8_t>::New(env, 0);
+    slab->refs++;
+  }
+  return Napi::Buffer<uint8_t>::New(env, slab->base + offset, length, FinalizeView, new std::shared_ptr<Slab>(slab));
+}
+
+// ownFree(id): the payload is gone. Its pages are given back now; the mapping goes now or with
+// its last view. Idempotent.
+Napi::Value Free(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsNumber()) return Throw(env, "ownFree(id)");
+  std::lock_guard<std::mutex> lock(mu);
+  auto slab = LiveSlab(info);
+  if (!slab) return env.Undefined();
+  slab->freed = true;
+  live_bytes -= slab->capacity;
+  retired_slabs++;
+  if (slab->refs > 1) {
+    // Under the lock: the last view's finalizer must not unmap while this runs.
+    madvise(slab->base, slab->mapped, MADV_DONTNEED);
+    mprotect(slab->base, slab->mapped, PROT_NONE);
+  }
+  Unref(slab);
+  return env.Undefined();
+}
+
+// ownStats() -> { live, liveBytes, retired }: slabs not freed, their capacity, and freed slabs
+// whose mapping waits for views to be collected.
+Napi::Value Stats(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object out = Napi::Object::New(env);
+  std::lock_guard<std::mutex> lock(mu);
+  out.Set("live", static_cast<double>(slabs.size() - retired_slabs));
+  out.Set("liveBytes", static_cast<double>(live_bytes));
+  out.Set("retired", static_cast<double>(retired_slabs));
+  return out;
+}
+
+}  // namespace
+
+void RegisterOwnMemory(Napi::Env env, Napi::Object exports) {
+  if (page_size == 0) page_size = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  exports.Set("ownAllocate", Napi::Function::New(env, Allocate));
+  exports.Set("ownWrite", Napi::Function::New(env, Write));
+  exports.Set("ownCopy", Napi::Function::New(env, Copy));
+  exports.Set("ownView", Napi::Function::New(env, View));
+  exports.Set("ownFree", Napi::Function::New(env, Free));
+  exports.Set("ownStats", Napi::Function::New(env, Stats));
+}
