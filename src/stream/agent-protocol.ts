@@ -1,5 +1,6 @@
 /** Messages between a stream-mode process's application thread and its agent worker. */
 import type { LazyFeatures } from '../lazy/binding.js';
+import type { OwnPayloadHandle } from './own-payload.js';
 
 /** What the agent is started with (workerData). */
 export interface AgentSettings {
@@ -15,11 +16,11 @@ export interface AgentSettings {
 
 /** Application thread → agent. */
 export type AgentMessage =
-  /** A payload this process sent as a descriptor: keep its bytes (shared memory) for fetches. */
+  /** A payload this process sent as a descriptor: keep its bytes for fetches, free on drop. */
   | {
       readonly type: 'register';
       readonly descriptor: Uint8Array;
-      readonly bytes: SharedArrayBuffer;
+      readonly payload: OwnPayloadHandle;
     }
   /** A lazy region was created for a descriptor (text form). */
   | { readonly type: 'region'; readonly id: number; readonly descriptor: string }
@@ -48,7 +49,7 @@ export type AgentEvent =
       readonly lazy: LazyFeatures | null;
       readonly lazyReason: string | undefined;
     }
-  /** A payload left the store: its shared memory may go, its budget is free again. */
+  /** A payload left the store: its budget is free again (its memory was freed, or may go). */
   | { readonly type: 'dropped'; readonly id: string; readonly charge: number }
   | { readonly type: 'materialized'; readonly requestId: number; readonly error?: string }
   | {

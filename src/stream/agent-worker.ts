@@ -21,19 +21,19 @@ import {
 } from '../protocol/descriptor.js';
 import { BufferFetcher } from '../rab/buffer-fetcher.js';
 import { ReferenceChannels } from '../rab/reference-channel.js';
-import { MemoryPayload } from '../rab/memory-payload.js';
 import { referenceToken } from '../rab/references.js';
 import { StoreServer } from '../rab/server.js';
 import { BufferStore } from '../rab/store.js';
 import type { AgentEvent, AgentMessage, AgentSettings } from './agent-protocol.js';
 import { CollectionPacer, obtainGc } from './collector.js';
+import { freedByCollection, ownPayloadSource } from './own-payload.js';
 
 const settings = workerData as AgentSettings;
 const keyring = parseKeyFile(settings.keyText);
 const port = parentPort!;
 const post = (event: AgentEvent): void => port.postMessage(event);
 
-/** Dropped payloads' shared memory is freed only once this isolate collects it, too. */
+/** Without the addon, dropped payloads' shared memory goes only once this isolate collects it. */
 const droppedPayloads = new CollectionPacer(obtainGc());
 const store = new BufferStore({
   keyring,
@@ -41,7 +41,7 @@ const store = new BufferStore({
   ttlMs: settings.ttlMs,
   onDrop: (entry) => {
     post({ type: 'dropped', id: entry.id, charge: entry.charge });
-    droppedPayloads.note(entry.charge);
+    if (freedByCollection(entry.source)) droppedPayloads.note(entry.charge);
   },
 });
 /** What the agent did for the lazy buffers of this process (in the store's ping answer). */
@@ -108,21 +108,26 @@ function freshRange(descriptor: Descriptor, offset: number, length: number): Des
   return deriveDescriptor(descriptor, keyring.signing, offset, length, expiresAt);
 }
 
-async function bytesFor(info: RegionInfo, offset: number, length: number): Promise<Buffer> {
+/**
+ * Fetches `[offset, offset + length)` of the region's payload and fills those pages. The bytes of
+ * a payload of this process fill straight from its memory, while the store knows it is read.
+ */
+async function fetchAndFill(id: number, info: RegionInfo, offset: number, length: number) {
   const range = freshRange(info.descriptor, offset, length);
-  if (range.endpoint === endpoint) {
-    const entry = store.beginRead(payloadIdHex(range));
-    try {
-      const parts: Buffer[] = [];
-      for await (const chunk of entry.source.read(range.offset, range.offset + range.length))
-        parts.push(chunk);
-      // One chunk is already the range (a view of the shared bytes), and `fill` copies it anyway.
-      return parts.length === 1 ? parts[0]! : Buffer.concat(parts, range.length);
-    } finally {
-      store.endRead(entry);
-    }
+  if (range.endpoint !== endpoint) {
+    lazy!.fill(id, offset, await fetcher.fetchBuffer(range));
+    return;
   }
-  return fetcher.fetchBuffer(range);
+  const entry = store.beginRead(payloadIdHex(range));
+  try {
+    const parts: Buffer[] = [];
+    for await (const chunk of entry.source.read(range.offset, range.offset + range.length))
+      parts.push(chunk);
+    // One chunk is already the range (a view of the payload), and `fill` copies it anyway.
+    lazy!.fill(id, offset, parts.length === 1 ? parts[0]! : Buffer.concat(parts, range.length));
+  } finally {
+    store.endRead(entry);
+  }
 }
 
 /** A first touch of missing pages (a userfaultfd fault, read-ahead included): fetch and fill. */
@@ -142,8 +147,7 @@ async function fill(id: number, offset: number, length: number): Promise<void> {
   let lastError: unknown;
   for (let attempt = 0; attempt <= settings.fetchRetries; attempt++) {
     try {
-      const bytes = await bytesFor(info, offset, length);
-      lazy!.fill(id, offset, bytes);
+      await fetchAndFill(id, info, offset, length);
       return;
     } catch (err) {
       lastError = err;
@@ -170,6 +174,8 @@ async function materialize(id: number): Promise<void> {
 }
 
 const loaded = loadLazyBinding();
+/** The addon, for own payloads' native memory (which needs no userfaultfd). */
+const ownMemory = 'binding' in loaded ? loaded.binding : undefined;
 if ('binding' in loaded) {
   try {
     features = loaded.binding.init(onFault);
@@ -187,10 +193,9 @@ async function handle(message: AgentMessage): Promise<void> {
   switch (message.type) {
     case 'register': {
       const descriptor = decodeDescriptor(Buffer.from(message.descriptor));
-      const payload = new MemoryPayload({ expectedSize: descriptor.length });
-      payload.append(Buffer.from(message.bytes));
-      payload.finish();
+      const payload = ownPayloadSource(message.payload, ownMemory);
       if (!store.adopt(descriptor, payload, descriptor.length)) {
+        payload.abandon?.();
         post({ type: 'dropped', id: payloadIdHex(descriptor), charge: descriptor.length });
       }
       return;

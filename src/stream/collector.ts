@@ -3,9 +3,9 @@
  *
  * Stream mode's memory is large and short-lived while the JavaScript heaps that hold it stay
  * small, so V8 may let hundreds of megabytes wait for a collection their heaps alone would not
- * call for: a SharedArrayBuffer's memory is freed only once every isolate that holds a wrapper of
- * it (the application thread and the agent) has collected that wrapper, and a lazy buffer's
- * fetched pages only once the application's isolate collects the buffer.
+ * call for: a lazy buffer's fetched pages are freed only once the application's isolate collects
+ * the buffer, and without the addon an own payload's SharedArrayBuffer only once every isolate
+ * that holds a wrapper of it (the application thread and the agent) has collected that wrapper.
  */
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';

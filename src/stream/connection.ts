@@ -90,7 +90,7 @@ export class OdbConnection {
       this.#onRead(chunk, encoding)) as Socket['push'];
     const gather = runtime.config.gather;
     if (gather.maxBytes >= runtime.config.thresholdBytes) {
-      this.#gatherer = new PayloadGatherer(gather.maxBytes, gather.waitMs, () =>
+      this.#gatherer = new PayloadGatherer(runtime.ownMemory, gather.maxBytes, gather.waitMs, () =>
         this.#sendGathered(),
       );
       // Node ends a socket with `_final` (a shutdown), which never passes through `_writeGeneric`:
@@ -336,25 +336,25 @@ export class OdbConnection {
       if (gatherer.add(chunk, this.#bodyRemaining)) return;
     }
     // Larger than a payload may grow: a payload of its own.
-    this.#virtualOrReal(this.#runtime.registerOwn(chunk), chunk, out);
+    const descriptor = this.#runtime.registerOwn(chunk);
+    if (descriptor) this.#virtual(descriptor, chunk.length, out);
+    else this.#real(chunk, out);
   }
 
   /** Frames what was gathered, if anything: one descriptor, or R bytes past the store budget. */
   #takeGathered(out: Buffer[]): void {
-    const shared = this.#gatherer?.take();
-    if (shared) this.#virtualOrReal(this.#runtime.registerShared(shared), shared, out);
+    const gathered = this.#gatherer?.take();
+    if (!gathered) return;
+    const descriptor = this.#runtime.registerOwnMemory(gathered.memory, gathered.length);
+    if (descriptor) this.#virtual(descriptor, gathered.length, out);
+    else this.#real(gathered.memory.reclaim(gathered.length), out);
   }
 
-  /** A V frame for `descriptor`, or `bytes` as R bytes when there is none (budget spent). */
-  #virtualOrReal(
-    descriptor: Descriptor | undefined,
-    bytes: Buffer | SharedArrayBuffer,
-    out: Buffer[],
-  ): void {
-    if (!descriptor) return this.#real(Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes), out);
+  /** A V frame for `descriptor` of `length` own bytes. */
+  #virtual(descriptor: Descriptor, length: number, out: Buffer[]): void {
     const stats = this.#runtime.stats;
     stats.sentVirtual++;
-    stats.sentVirtualBytes += bytes.byteLength;
+    stats.sentVirtualBytes += length;
     out.push(...encodeVirtualFrame(descriptor.bytes));
   }
 

@@ -1,20 +1,29 @@
+import type { OwnPayloadAllocator, OwnPayloadMemory } from './own-payload.js';
+
+/** What a gatherer gathered: memory the caller now owns, holding `length` bytes. */
+export interface GatheredPayload {
+  readonly memory: OwnPayloadMemory;
+  readonly length: number;
+}
+
 /**
  * Gathers a connection's consecutive large writes into one payload. Without it, a file server
  * that writes a 1 MiB body in 64 KiB chunks makes 16 payloads: 16 descriptors to sign and
  * verify, 16 lazy regions and references at every holder, 16 fetches at the tier that reads the
  * body. Gathered, the body is one of each.
  *
- * The bytes are copied into one growable SharedArrayBuffer (address space reserved up to the
- * cap, memory committed as it grows), so the application's write completes at once: the bytes
- * are ours (a payload whose size the writer announced is allocated at that size instead). The
- * connection decides when what is gathered goes out (see OdbConnection); the gatherer only
- * bounds how long gathered bytes wait once the writer pauses.
+ * The bytes are copied into own-payload memory reserved up to the cap (pages committed as they
+ * are written), so the application's write completes at once: the bytes are ours (a payload whose
+ * size the writer announced is allocated at that size instead). The connection decides when what
+ * is gathered goes out (see OdbConnection); the gatherer only bounds how long gathered bytes wait
+ * once the writer pauses.
  */
 export class PayloadGatherer {
   readonly #maxBytes: number;
   readonly #waitMs: number;
   readonly #onWaited: () => void;
-  #shared: SharedArrayBuffer | undefined;
+  readonly #allocator: OwnPayloadAllocator;
+  #memory: OwnPayloadMemory | undefined;
   #used = 0;
   #timer: NodeJS.Timeout | undefined;
   #lastWrite = 0;
@@ -23,7 +32,13 @@ export class PayloadGatherer {
    * `maxBytes`: the largest payload; `onWaited`: called `waitMs` after the last {@link wait} if
    * bytes are still gathered then.
    */
-  constructor(maxBytes: number, waitMs: number, onWaited: () => void) {
+  constructor(
+    allocator: OwnPayloadAllocator,
+    maxBytes: number,
+    waitMs: number,
+    onWaited: () => void,
+  ) {
+    this.#allocator = allocator;
     this.#maxBytes = maxBytes;
     this.#waitMs = waitMs;
     this.#onWaited = onWaited;
@@ -41,16 +56,16 @@ export class PayloadGatherer {
    */
   add(chunk: Uint8Array, expected?: number): boolean {
     const used = this.#used + chunk.length;
-    if (!this.#shared) {
+    if (!this.#memory) {
       if (chunk.length > this.#maxBytes) return false;
-      this.#shared =
-        expected !== undefined && expected >= chunk.length && expected <= this.#maxBytes
-          ? new SharedArrayBuffer(expected)
-          : new SharedArrayBuffer(0, { maxByteLength: this.#maxBytes });
+      const announced =
+        expected !== undefined && expected >= chunk.length && expected <= this.#maxBytes;
+      this.#memory = announced
+        ? this.#allocator.allocate(expected)
+        : this.#allocator.allocate(this.#maxBytes, true);
     }
-    if (used > this.#shared.maxByteLength) return false;
-    if (this.#shared.growable) this.#shared.grow(used);
-    new Uint8Array(this.#shared, this.#used, chunk.length).set(chunk);
+    if (used > this.#memory.capacity) return false;
+    this.#memory.write(this.#used, chunk);
     this.#used = used;
     return true;
   }
@@ -76,20 +91,24 @@ export class PayloadGatherer {
     this.#onWaited();
   };
 
-  /** What was gathered, as memory the caller now owns; undefined when nothing was. */
-  take(): SharedArrayBuffer | undefined {
-    const shared = this.#shared;
-    const used = this.#used;
-    this.discard();
-    // Less than announced came (a miscounted body): a copy of the right length.
-    return shared && used < shared.byteLength ? shared.slice(0, used) : shared;
+  /** What was gathered, now the caller's; undefined when nothing was. */
+  take(): GatheredPayload | undefined {
+    const memory = this.#memory;
+    const length = this.#used;
+    this.#reset();
+    return memory && { memory, length };
   }
 
-  /** Forgets what was gathered (its connection is gone). */
+  /** Gives back what was gathered (its connection is gone). */
   discard(): void {
+    this.#memory?.discard();
+    this.#reset();
+  }
+
+  #reset(): void {
     clearTimeout(this.#timer);
     this.#timer = undefined;
-    this.#shared = undefined;
+    this.#memory = undefined;
     this.#used = 0;
   }
 }

@@ -21,6 +21,7 @@ import {
 } from '../protocol/descriptor.js';
 import type { AgentEvent, AgentMessage, AgentSettings } from './agent-protocol.js';
 import { CollectionPacer, obtainGc } from './collector.js';
+import { OwnPayloadAllocator, type OwnPayloadMemory } from './own-payload.js';
 import type { StreamConfig } from './config.js';
 
 /** What the registry knows of a lazy buffer's memory. */
@@ -76,6 +77,8 @@ export class StreamRuntime {
   readonly lazy: LazyBinding | undefined;
   readonly features: LazyFeatures | undefined;
   readonly lazyReason: string | undefined;
+  /** Memory for the payloads this process sends (native when the addon loaded). */
+  readonly ownMemory: OwnPayloadAllocator;
   readonly stats: StreamStats = {
     sentVirtual: 0,
     sentVirtualBytes: 0,
@@ -92,16 +95,16 @@ export class StreamRuntime {
   readonly #worker: Worker;
   readonly #regions = new WeakMap<ArrayBufferLike, LazyRegion>();
   readonly #finalizers: FinalizationRegistry<number>;
-  /** Own payloads still held by the agent, by hex id: their shared bytes resolve locally. */
-  readonly #own = new Map<string, SharedArrayBuffer>();
+  /** Own payloads still held by the agent, by hex id: their bytes resolve locally. */
+  readonly #own = new Map<string, OwnPayloadMemory>();
   #ownBytes = 0;
   #nextRequest = 1;
   readonly #pending = new Map<number, { resolve: () => void; reject: (err: Error) => void }>();
   readonly #live = new Map<number, LiveRegion>();
   /**
    * Every full collection this thread asks for. Noted: memory here that only a collection frees
-   * (own payloads the store dropped, whose shared memory waits for this isolate too; regions
-   * fetched whole; the HTTP parser's copies of the zeros it is fed). V8 lets external memory grow
+   * (regions fetched whole; the HTTP parser's copies of the zeros it is fed; without the addon,
+   * own payloads the store dropped, whose shared memory waits for this isolate too). V8 lets external memory grow
    * by 64 MB or more before it collects, which a tier moving large bodies reaches several times a
    * second.
    */
@@ -122,8 +125,11 @@ export class StreamRuntime {
     this.endpoint = ready.endpoint;
     this.features = ready.lazy ?? undefined;
     this.lazyReason = ready.lazyReason;
-    const loaded = ready.lazy ? loadLazyBinding() : undefined;
-    this.lazy = loaded && 'binding' in loaded ? loaded.binding : undefined;
+    const loaded = loadLazyBinding();
+    const binding = 'binding' in loaded ? loaded.binding : undefined;
+    this.lazy = ready.lazy ? binding : undefined;
+    // Own payloads need the addon, not userfaultfd.
+    this.ownMemory = new OwnPayloadAllocator(binding);
     this.log = log;
     this.#worker = worker;
     this.#finalizers = new FinalizationRegistry((id) => {
@@ -232,7 +238,7 @@ export class StreamRuntime {
       case 'dropped':
         if (this.#own.delete(event.id)) {
           this.#ownBytes -= event.charge;
-          this.#collections.note(event.charge);
+          if (this.ownMemory.freedByCollection) this.#collections.note(event.charge);
         }
         return;
       case 'materialized': {
@@ -260,22 +266,22 @@ export class StreamRuntime {
   // ---- payloads this process sends ---------------------------------------------------------
 
   /**
-   * Copies `bytes` into shared memory held by this process's store and returns the descriptor to
-   * send; undefined when the budget is spent (the caller sends them real).
+   * Copies `bytes` into own-payload memory held by this process's store and returns the
+   * descriptor to send; undefined when the budget is spent (the caller sends them real).
    */
   registerOwn(bytes: Buffer): Descriptor | undefined {
     if (this.#ownBytes + bytes.length > this.config.store.budgetBytes) return undefined;
-    const shared = new SharedArrayBuffer(bytes.length);
-    bytes.copy(Buffer.from(shared));
-    return this.registerShared(shared);
+    const memory = this.ownMemory.allocate(bytes.length);
+    memory.write(0, bytes);
+    return this.registerOwnMemory(memory, bytes.length);
   }
 
   /**
-   * Hands `shared` (which nobody may write any more) to this process's store and returns the
-   * descriptor of all its bytes; undefined when the budget is spent (the caller sends them real).
+   * Hands the first `length` bytes of `memory` (which nobody may write any more) to this
+   * process's store and returns their descriptor; undefined when the budget is spent (the caller
+   * keeps the memory and sends the bytes real).
    */
-  registerShared(shared: SharedArrayBuffer): Descriptor | undefined {
-    const length = shared.byteLength;
+  registerOwnMemory(memory: OwnPayloadMemory, length: number): Descriptor | undefined {
     if (this.#ownBytes + length > this.config.store.budgetBytes) return undefined;
     const payloadId = randomFillSync(Buffer.allocUnsafe(payloadIdBytes));
     const descriptor = signDescriptor(
@@ -290,9 +296,9 @@ export class StreamRuntime {
       },
       this.keyring.signing,
     );
-    this.#own.set(payloadIdHex(descriptor), shared);
+    this.#own.set(payloadIdHex(descriptor), memory);
     this.#ownBytes += length;
-    this.#post({ type: 'register', descriptor: descriptor.bytes, bytes: shared });
+    this.#post({ type: 'register', descriptor: descriptor.bytes, payload: memory.handOff(length) });
     return descriptor;
   }
 
@@ -306,11 +312,13 @@ export class StreamRuntime {
     this.stats.receivedVirtual++;
     this.stats.receivedVirtualBytes += descriptor.length;
     if (descriptor.endpoint === this.endpoint) {
-      const own = this.#own.get(payloadIdHex(descriptor));
+      const own = this.#own
+        .get(payloadIdHex(descriptor))
+        ?.bytes(descriptor.offset, descriptor.length);
       if (own) {
-        // Our own bytes came back: the view keeps them, the reference is not needed.
+        // Our own bytes came back: they are here now, the reference is not needed.
         this.#post({ type: 'release', descriptor: descriptorToText(descriptor) });
-        return Buffer.from(own, descriptor.offset, descriptor.length);
+        return own;
       }
     }
     if (this.lazy) {

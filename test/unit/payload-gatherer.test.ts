@@ -1,60 +1,80 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
+import { loadLazyBinding } from '../../src/lazy/binding.js';
 import { httpBodyLength, httpHeadLength } from '../../src/stream/http-head.js';
-import { PayloadGatherer } from '../../src/stream/payload-gatherer.js';
+import { OwnPayloadAllocator } from '../../src/stream/own-payload.js';
+import { PayloadGatherer, type GatheredPayload } from '../../src/stream/payload-gatherer.js';
 
 const never = (): void => assert.fail('the wait ended');
+const loaded = loadLazyBinding();
+const native = 'binding' in loaded ? loaded.binding : undefined;
+/** Both kinds of own-payload memory: the addon's (when built) and the SharedArrayBuffer fallback. */
+const allocators = [
+  ...(native ? [['native memory', new OwnPayloadAllocator(native)] as const] : []),
+  ['shared memory', new OwnPayloadAllocator(undefined)] as const,
+];
 
-test('gathered chunks come out as one payload, in order, within the cap', () => {
-  fc.assert(
-    fc.property(
-      fc.array(fc.uint8Array({ minLength: 1, maxLength: 300 }), { maxLength: 20 }),
-      fc.integer({ min: 1, max: 1000 }),
-      (chunks, maxBytes) => {
-        const gatherer = new PayloadGatherer(maxBytes, 1000, never);
-        const payloads: Buffer[] = [];
-        const take = (): void => {
-          const shared = gatherer.take();
-          if (shared) payloads.push(Buffer.from(shared));
-        };
-        const alone: Buffer[] = [];
-        for (const chunk of chunks) {
-          if (gatherer.add(chunk)) continue;
+/** The gathered bytes, as the store would serve them; the memory is given back. */
+function bytesOf(gathered: GatheredPayload): Buffer {
+  return gathered.memory.reclaim(gathered.length);
+}
+
+for (const [kind, allocator] of allocators) {
+  test(`gathered chunks come out as one payload, in order, within the cap (${kind})`, () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.uint8Array({ minLength: 1, maxLength: 300 }), { maxLength: 20 }),
+        fc.integer({ min: 1, max: 1000 }),
+        (chunks, maxBytes) => {
+          const gatherer = new PayloadGatherer(allocator, maxBytes, 1000, never);
+          const payloads: Buffer[] = [];
+          const take = (): void => {
+            const gathered = gatherer.take();
+            if (gathered) payloads.push(bytesOf(gathered));
+          };
+          const alone: Buffer[] = [];
+          for (const chunk of chunks) {
+            if (gatherer.add(chunk)) continue;
+            take();
+            if (!gatherer.add(chunk)) alone.push(Buffer.from(chunk)); // larger than any payload
+          }
           take();
-          if (!gatherer.add(chunk)) alone.push(Buffer.from(chunk)); // larger than any payload
-        }
-        take();
-        assert.equal(gatherer.gathered, 0);
-        for (const payload of payloads) assert.ok(payload.length <= maxBytes);
-        assert.ok(alone.every((chunk) => chunk.length > maxBytes));
-        const gatheredChunks = chunks.filter((c) => c.length <= maxBytes);
-        assert.deepEqual(Buffer.concat(payloads), Buffer.concat(gatheredChunks));
-      },
-    ),
-  );
-});
+          assert.equal(gatherer.gathered, 0);
+          for (const payload of payloads) assert.ok(payload.length <= maxBytes);
+          assert.ok(alone.every((chunk) => chunk.length > maxBytes));
+          const gatheredChunks = chunks.filter((c) => c.length <= maxBytes);
+          assert.deepEqual(Buffer.concat(payloads), Buffer.concat(gatheredChunks));
+        },
+      ),
+    );
+  });
 
-test('an announced size is allocated at once; a short payload comes out at its real length', () => {
-  const gatherer = new PayloadGatherer(1 << 20, 1000, never);
-  assert.ok(gatherer.add(Buffer.alloc(100, 1), 300));
-  assert.ok(gatherer.add(Buffer.alloc(200, 2)));
-  const full = gatherer.take()!;
-  assert.equal(full.growable, false);
-  assert.equal(full.byteLength, 300);
-  assert.ok(gatherer.add(Buffer.alloc(100, 3), 300));
-  const short = gatherer.take()!;
-  assert.equal(short.byteLength, 100);
-  assert.deepEqual(Buffer.from(short), Buffer.alloc(100, 3));
-  // More than announced still fits up to the cap: the payload is grown instead.
-  assert.ok(gatherer.add(Buffer.alloc(10), 5));
-  assert.equal(gatherer.take()!.growable, true);
-});
+  test(`an announced size is allocated at once; a short payload comes out at its real length (${kind})`, () => {
+    const gatherer = new PayloadGatherer(allocator, 1 << 20, 1000, never);
+    assert.ok(gatherer.add(Buffer.alloc(100, 1), 300));
+    assert.ok(gatherer.add(Buffer.alloc(200, 2)));
+    const full = gatherer.take()!;
+    assert.equal(full.memory.capacity, 300);
+    assert.deepEqual(bytesOf(full), Buffer.concat([Buffer.alloc(100, 1), Buffer.alloc(200, 2)]));
+    assert.ok(gatherer.add(Buffer.alloc(100, 3), 300));
+    const short = gatherer.take()!;
+    assert.equal(short.length, 100);
+    assert.equal(short.memory.handOff(short.length).length, 100);
+    assert.deepEqual(short.memory.bytes(0, 100), Buffer.alloc(100, 3));
+    short.memory.discard();
+    // More than announced still fits up to the cap: the payload may grow to it instead.
+    assert.ok(gatherer.add(Buffer.alloc(10), 5));
+    const grown = gatherer.take()!;
+    assert.equal(grown.memory.capacity, 1 << 20);
+    grown.memory.discard();
+  });
+}
 
 test('the wait ends once, waitMs after the last write, only while bytes are gathered', (t) => {
   t.mock.timers.enable({ apis: ['setTimeout', 'Date'] });
   let ended = 0;
-  const gatherer = new PayloadGatherer(1000, 20, () => ended++);
+  const gatherer = new PayloadGatherer(new OwnPayloadAllocator(undefined), 1000, 20, () => ended++);
   gatherer.wait(); // nothing gathered: no wait
   t.mock.timers.tick(100);
   gatherer.add(Buffer.alloc(10));
