@@ -385,8 +385,12 @@ test(`${soakRequests} requests of 256 KiB: every reference comes back${checkRss 
   // grows an application isolate's young generation (up to 2 × 16 MiB semi-spaces), a one-time
   // step of up to ~30 MiB (the agent's is capped). A leak shows as growth after it.
   const warm = Math.min(20_000, Math.floor(soakRequests / 5));
-  const sampleEvery = Math.max(100, Math.floor(soakRequests / 50));
-  let baseline: Record<string, number> | undefined;
+  const sampleEvery = Math.max(100, Math.floor(soakRequests / 200));
+  // RSS moves with what is in flight: the owner's store holds each payload until its holders'
+  // lazy buffers are collected, from a few to ~140 payloads of 256 KiB at any instant. So the
+  // post-warm-up value is the median of the first samples after warm-up, not one instant.
+  const baselineSamples = 10;
+  const early: Record<string, number>[] = [];
   const peak: Record<string, number> = {};
   const sample = (): Record<string, number> =>
     Object.fromEntries(Object.entries(tiers).map(([name, p]) => [name, rssBytes(p.child.pid!)]));
@@ -397,30 +401,31 @@ test(`${soakRequests} requests of 256 KiB: every reference comes back${checkRss 
       const r = await get(c.url(`/f${256 * 1024}.bin`));
       assert.ok(r.complete && r.bytes === 256 * 1024);
       if (i % 100 === 0) assert.equal(r.sha256, syntheticSha256(5, 0, 256 * 1024));
-      if (i === warm) baseline = sample();
       // "Stays within" is checked along the way, not only at the end: a peak that later falls
       // back still counts.
-      if (baseline && i > warm && i % sampleEvery === 0) {
-        for (const [name, rss] of Object.entries(sample()))
-          peak[name] = Math.max(peak[name] ?? 0, rss);
+      if (i > warm && i % sampleEvery === 0) {
+        const now = sample();
+        if (early.length < baselineSamples) early.push(now);
+        for (const [name, rss] of Object.entries(now)) peak[name] = Math.max(peak[name] ?? 0, rss);
       }
     }
   };
   await Promise.all(Array.from({ length: 8 }, worker));
   if (checkRss) {
-    assert.ok(baseline);
+    assert.equal(early.length, baselineSamples);
     for (const [name, rss] of Object.entries(sample())) peak[name] = Math.max(peak[name] ?? 0, rss);
     const mib = (n: number): string => (n / 2 ** 20).toFixed(1);
+    const over: string[] = [];
     for (const name of Object.keys(tiers)) {
-      const ratio = peak[name]! / baseline[name]!;
+      const values = early.map((s) => s[name]!).sort((a, b) => a - b);
+      const baseline = values[Math.floor(values.length / 2)]!;
+      const ratio = peak[name]! / baseline;
       t.diagnostic(
-        `${name} RSS after warm-up ${mib(baseline[name]!)} MiB, peak ${mib(peak[name]!)} MiB (${ratio.toFixed(3)}×)`,
+        `${name} RSS after warm-up ${mib(baseline)} MiB (samples ${mib(values[0]!)}–${mib(values.at(-1)!)}), peak ${mib(peak[name]!)} MiB (${ratio.toFixed(3)}×)`,
       );
-      assert.ok(
-        ratio <= 1.2,
-        `${name}: RSS peaked at ${peak[name]} vs ${baseline[name]} after warm-up`,
-      );
+      if (ratio > 1.2) over.push(`${name} peaked at ${mib(peak[name]!)} MiB vs ${mib(baseline)}`);
     }
+    assert.deepEqual(over, [], 'RSS within 20 % of its post-warm-up value');
   }
   await eventually(
     async () => (await storePing(c.beStore)).entries === 0,
