@@ -23,6 +23,8 @@ export interface StreamChainOptions {
   readonly isProgram: string;
   /** More environment for the IS (ODB variables only apply with `odb`). */
   readonly isEnv?: Readonly<Record<string, string>>;
+  /** More ODB environment for every tier (with `odb`). */
+  readonly env?: Readonly<Record<string, string>>;
   /** ODB_LOG_LEVEL of every tier. Default warn. */
   readonly logLevel?: string;
 }
@@ -52,7 +54,12 @@ export async function startStreamPrograms(options: StreamChainOptions): Promise<
   const isStore = `127.0.0.1:${isStorePort}`;
   const odb = (env: Record<string, string>): Record<string, string> =>
     options.odb
-      ? { ODB_KEY_FILE: options.keyFile, ODB_LOG_LEVEL: options.logLevel ?? 'warn', ...env }
+      ? {
+          ODB_KEY_FILE: options.keyFile,
+          ODB_LOG_LEVEL: options.logLevel ?? 'warn',
+          ...options.env,
+          ...env,
+        }
       : {};
   const started: NodeProgram[] = [];
   const start = async (name: string, file: string, env: Record<string, string>) => {

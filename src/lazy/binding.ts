@@ -78,8 +78,12 @@ export function bindingCandidates(): string[] {
   return [`${root}build/Release/odb_lazy.node`, `${root}build/Debug/odb_lazy.node`];
 }
 
-/** The addon, or the reason it cannot be used (every path tried is listed). */
-export function loadLazyBinding(): { binding: LazyBinding } | { reason: string } {
+/**
+ * The addon, or the reason it cannot be used (every path tried is listed). `enabled` false: the
+ * user switched it off (ODB_NATIVE=off).
+ */
+export function loadLazyBinding(enabled = true): { binding: LazyBinding } | { reason: string } {
+  if (!enabled) return { reason: 'the native addon is switched off (ODB_NATIVE=off)' };
   if (process.platform !== 'linux')
     return { reason: `lazy buffers need Linux userfaultfd (this is ${process.platform})` };
   const require = createRequire(import.meta.url);

@@ -12,6 +12,8 @@ export interface AgentSettings {
   readonly ttlMs: number;
   readonly fetchTimeoutMs: number;
   readonly fetchRetries: number;
+  /** Load the native addon (see StreamConfig.native). */
+  readonly native: boolean;
 }
 
 /** Application thread → agent. */

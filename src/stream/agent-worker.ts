@@ -173,7 +173,7 @@ async function materialize(id: number): Promise<void> {
     throw new OdbError('ODB_ERR_FETCH_ABORTED', `region ${id} could not be fetched`);
 }
 
-const loaded = loadLazyBinding();
+const loaded = loadLazyBinding(settings.native);
 /** The addon, for own payloads' native memory (which needs no userfaultfd). */
 const ownMemory = 'binding' in loaded ? loaded.binding : undefined;
 if ('binding' in loaded) {

@@ -33,6 +33,7 @@ const fileSchema = z.strictObject({
       retries: z.number().int().min(0).optional(),
     })
     .optional(),
+  native: z.boolean().optional(),
   logLevel: z.string().optional(),
 });
 

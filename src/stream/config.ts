@@ -17,6 +17,8 @@
  *   ODB_STORE_BUDGET    memory for payloads sent as descriptors (default 256MiB)
  *   ODB_STORE_TTL       how long an unreleased payload stays fetchable (default 120s)
  *   ODB_FETCH_TIMEOUT   budget per fetch attempt (default 5s); ODB_FETCH_RETRIES (default 2)
+ *   ODB_NATIVE          "off": do not load the native addon (no lazy buffers: virtual data is
+ *                       fetched on arrival; own payloads in SharedArrayBuffers); default on
  *   ODB_LOG_LEVEL       pino level for ODB's own messages (default warn)
  */
 import { parseDuration, parseSize } from '../cli/units.js';
@@ -45,6 +47,8 @@ export interface StreamConfig {
     readonly ttlMs: number;
   };
   readonly fetch: { readonly timeoutMs: number; readonly retries: number };
+  /** Load the native addon (lazy buffers, own-payload memory) if it is there. */
+  readonly native: boolean;
   readonly logLevel: string;
 }
 
@@ -64,6 +68,12 @@ function list(text: string): string[] {
 function starOrList(text: string | undefined): '*' | string[] | undefined {
   if (text === undefined) return undefined;
   return text === '*' ? '*' : list(text);
+}
+
+function onOff(text: string | undefined, what: string): boolean | undefined {
+  if (text === undefined) return undefined;
+  if (text === 'on' || text === 'off') return text === 'on';
+  throw invalid(`${what} ${text} is neither on nor off`);
 }
 
 function port(value: string | number, what: string): number {
@@ -133,6 +143,7 @@ export async function loadStreamConfig(
         ),
         retries: Number(env.ODB_FETCH_RETRIES ?? file?.fetch?.retries ?? 2),
       },
+      native: onOff(env.ODB_NATIVE, 'ODB_NATIVE') ?? file?.native ?? true,
       logLevel: env.ODB_LOG_LEVEL ?? file?.logLevel ?? 'warn',
     };
   } catch (err) {

@@ -125,7 +125,7 @@ export class StreamRuntime {
     this.endpoint = ready.endpoint;
     this.features = ready.lazy ?? undefined;
     this.lazyReason = ready.lazyReason;
-    const loaded = loadLazyBinding();
+    const loaded = loadLazyBinding(config.native);
     const binding = 'binding' in loaded ? loaded.binding : undefined;
     this.lazy = ready.lazy ? binding : undefined;
     // Own payloads need the addon, not userfaultfd.
@@ -207,6 +207,7 @@ export class StreamRuntime {
       ttlMs: config.store.ttlMs,
       fetchTimeoutMs: config.fetch.timeoutMs,
       fetchRetries: config.fetch.retries,
+      native: config.native,
     };
     // The agent must not load the interposition itself (NODE_OPTIONS reaches workers too).
     const worker = new Worker(new URL('./agent-worker.js', import.meta.url), {

@@ -89,6 +89,7 @@ function fileServerPeer(
 async function chain(
   isProgram: string,
   isEnv: Record<string, string> = {},
+  env: Record<string, string> = {},
 ): Promise<StreamPrograms> {
   const c = await startStreamPrograms({
     odb: true,
@@ -96,6 +97,7 @@ async function chain(
     filesDir: ws.dir,
     isProgram,
     isEnv,
+    env,
     logLevel: 'info',
   });
   peers.push(c.be, c.is, c.fe);
@@ -370,6 +372,27 @@ test('owner killed while an IS holds lazy buffers: affected responses fail visib
     assert.ok(r.complete);
     assert.equal(r.sha256, syntheticSha256(5, 0, size));
   }
+});
+
+test('without the addon (ODB_NATIVE=off): each tier says so once, bytes are exact, the owner store empties', async () => {
+  const c = await chain('is-proxy.mjs', {}, { ODB_NATIVE: 'off' });
+  const share = await throughChain(c, 2);
+  // Virtual data is fetched on arrival: correct, no bypass.
+  assert.ok(share > 0.9, `the IS read ${(share * 100).toFixed(1)} % of the body bytes`);
+  const curl = await curlSha256(c.url(`/f${1024 * 1024}.bin`));
+  assert.equal(curl.sha256, syntheticSha256(5, 0, 1024 * 1024));
+  for (const tier of [c.be, c.is, c.fe]) {
+    const warnings = tier
+      .stderr()
+      .match(/lazy buffers unavailable \(the native addon is switched off/g);
+    assert.equal(warnings?.length, 1, `${tier.name}: ${tier.stderr()}`);
+  }
+  // Own payloads in SharedArrayBuffers still go when their references come back.
+  await eventually(
+    async () => (await storePing(c.beStore)).entries === 0,
+    20_000,
+    'the BE store to empty',
+  );
 });
 
 // The default run checks that references come back (the owner's store empties) over a thousand

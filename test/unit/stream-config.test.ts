@@ -34,6 +34,7 @@ test('variables alone: lists, sizes and defaults', async () => {
   assert.equal(config.thresholdBytes, 128 * 1024);
   assert.equal(config.store.budgetBytes, 256 * 1024 * 1024);
   assert.deepEqual(config.gather, { maxBytes: 4 * 1024 * 1024, waitMs: 5 });
+  assert.equal(config.native, true);
 });
 
 test('a file, with variables winning over it', async () => {
@@ -44,11 +45,13 @@ test('a file, with variables winning over it', async () => {
     threshold: '1MiB',
     gather: { max: '8MiB', wait: '5ms' },
     store: { ttl: '30s' },
+    native: true,
   });
   const config = await loadStreamConfig({
     ODB_CONFIG: path,
     ODB_KEY_FILE: '/from-env',
     ODB_GATHER: '0',
+    ODB_NATIVE: 'off',
   });
   assert.ok(config);
   assert.equal(config.keyFile, '/from-env');
@@ -57,6 +60,7 @@ test('a file, with variables winning over it', async () => {
   assert.equal(config.thresholdBytes, 1024 * 1024);
   assert.equal(config.store.ttlMs, 30_000);
   assert.deepEqual(config.gather, { maxBytes: 0, waitMs: 5 });
+  assert.equal(config.native, false);
 });
 
 test('bad settings fail with ODB_ERR_INVALID_OPTION naming the setting', async () => {
@@ -65,6 +69,7 @@ test('bad settings fail with ODB_ERR_INVALID_OPTION naming the setting', async (
     [{ ODB_KEY_FILE: '/k', ODB_CLIENT_FACING: '70000' }, /ODB_CLIENT_FACING entry 70000/],
     [{ ODB_KEY_FILE: '/k', ODB_THRESHOLD: 'lots' }, /ODB_THRESHOLD/],
     [{ ODB_KEY_FILE: '/k', ODB_GATHER_WAIT: 'soon' }, /ODB_GATHER_WAIT/],
+    [{ ODB_KEY_FILE: '/k', ODB_NATIVE: 'no' }, /ODB_NATIVE no/],
     [{ ODB_LISTEN: '80' }, /ODB_KEY_FILE/],
     [{ ODB_CONFIG: configFile('extra.json', { keyFile: '/k', colour: 'blue' }) }, /colour/],
     [{ ODB_CONFIG: join(dir, 'absent.json') }, /absent\.json/],
