@@ -37,6 +37,8 @@ export interface StorePing {
   readonly faultBytes?: number;
   readonly fetchFailures?: number;
   readonly lazyRegions?: number;
+  /** A stream-mode agent's own-payload memory not yet freed, in bytes (with the addon). */
+  readonly ownPayloadBytes?: number;
 }
 
 /** Request header asking the store to release the payload after a complete fetch. */

@@ -41,7 +41,7 @@ export interface StoreServerOptions {
   /** More counters for the ping answer (stream mode: the agent's lazy-buffer counters). */
   readonly pingExtras?: () => Pick<
     StorePing,
-    'faults' | 'faultBytes' | 'fetchFailures' | 'lazyRegions'
+    'faults' | 'faultBytes' | 'fetchFailures' | 'lazyRegions' | 'ownPayloadBytes'
   >;
   readonly logger?: Logger;
 }

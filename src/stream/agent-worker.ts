@@ -33,6 +33,9 @@ const keyring = parseKeyFile(settings.keyText);
 const port = parentPort!;
 const post = (event: AgentEvent): void => port.postMessage(event);
 
+const loaded = loadLazyBinding(settings.native);
+/** The addon, for own payloads' native memory (which needs no userfaultfd). */
+const ownMemory = 'binding' in loaded ? loaded.binding : undefined;
 /** Without the addon, dropped payloads' shared memory goes only once this isolate collects it. */
 const droppedPayloads = new CollectionPacer(obtainGc());
 const store = new BufferStore({
@@ -49,7 +52,11 @@ const counters = { faults: 0, faultBytes: 0, fetchFailures: 0 };
 const server = new StoreServer({
   store,
   registrationWaitMs: 2000,
-  pingExtras: () => ({ ...counters, lazyRegions: regions.size }),
+  pingExtras: () => ({
+    ...counters,
+    lazyRegions: regions.size,
+    ownPayloadBytes: ownMemory?.ownStats().liveBytes,
+  }),
 });
 const bound = await server.listen(settings.storeHost, settings.storePort, settings.storeAdvertise);
 const endpoint = store.endpoint!;
@@ -173,9 +180,6 @@ async function materialize(id: number): Promise<void> {
     throw new OdbError('ODB_ERR_FETCH_ABORTED', `region ${id} could not be fetched`);
 }
 
-const loaded = loadLazyBinding(settings.native);
-/** The addon, for own payloads' native memory (which needs no userfaultfd). */
-const ownMemory = 'binding' in loaded ? loaded.binding : undefined;
 if ('binding' in loaded) {
   try {
     features = loaded.binding.init(onFault);

@@ -450,9 +450,13 @@ test(`${soakRequests} requests of 256 KiB: every reference comes back${checkRss 
     }
     assert.deepEqual(over, [], 'RSS within 20 % of its post-warm-up value');
   }
+  // Emptied, and its payloads' memory freed with them (not left for a collection).
   await eventually(
-    async () => (await storePing(c.beStore)).entries === 0,
+    async () => {
+      const ping = await storePing(c.beStore);
+      return ping.entries === 0 && ping.ownPayloadBytes === 0;
+    },
     20_000,
-    'the BE store to empty',
+    'the BE store to empty and free its payload memory',
   );
 });
