@@ -119,7 +119,12 @@ function freshRange(descriptor: Descriptor, offset: number, length: number): Des
  * Fetches `[offset, offset + length)` of the region's payload and fills those pages. The bytes of
  * a payload of this process fill straight from its memory, while the store knows it is read.
  */
-async function fetchAndFill(id: number, info: RegionInfo, offset: number, length: number) {
+async function fetchAndFill(
+  id: number,
+  info: RegionInfo,
+  offset: number,
+  length: number,
+): Promise<void> {
   const range = freshRange(info.descriptor, offset, length);
   if (range.endpoint !== endpoint) {
     lazy!.fill(id, offset, await fetcher.fetchBuffer(range));

@@ -104,9 +104,9 @@ export class StreamRuntime {
   /**
    * Every full collection this thread asks for. Noted: memory here that only a collection frees
    * (regions fetched whole; the HTTP parser's copies of the zeros it is fed; without the addon,
-   * own payloads the store dropped, whose shared memory waits for this isolate too). V8 lets external memory grow
-   * by 64 MB or more before it collects, which a tier moving large bodies reaches several times a
-   * second.
+   * own payloads the store dropped, whose shared memory waits for this isolate too). V8 lets
+   * external memory grow by 64 MB or more before it collects, which a tier moving large bodies
+   * reaches several times a second.
    */
   readonly #collections = new CollectionPacer(obtainGc());
   #lastGc = 0;
