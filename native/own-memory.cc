@@ -87,25 +87,35 @@ Napi::Value Allocate(const Napi::CallbackInfo& info) {
   slab->base = static_cast<uint8_t*>(mem);
   slab->refs = 1;
   slab->freed = false;
-  std::lock_guard<std::mutex> lock(mu);
-  slab->id = next_id++;
-  slabs[slab->id] = slab;
-  live_bytes += slab->capacity;
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    slab->id = next_id++;
+    slabs[slab->id] = slab;
+    live_bytes += slab->capacity;
+  }
   return Napi::Number::New(env, slab->id);
 }
 
 // ownWrite(id, offset, bytes): before the slab is handed to the agent (application thread).
+// Nothing that can allocate on the JavaScript heap (so collect, and run finalizers that take the
+// lock) happens while the lock is held, here and below.
 Napi::Value Write(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 3 || !info[0].IsNumber() || !info[1].IsNumber() || !info[2].IsTypedArray()) return Throw(env, "ownWrite(id, offset, bytes)");
   auto bytes = info[2].As<Napi::Uint8Array>();
-  std::lock_guard<std::mutex> lock(mu);
-  auto slab = LiveSlab(info);
-  if (!slab) return Throw(env, "ownWrite: payload memory was freed");
   double offset = info[1].As<Napi::Number>().DoubleValue();
-  if (!(offset >= 0) || offset + bytes.ByteLength() > slab->capacity) return Throw(env, "ownWrite: range outside the payload");
-  memcpy(slab->base + static_cast<size_t>(offset), bytes.Data(), bytes.ByteLength());
-  return env.Undefined();
+  const char* problem = nullptr;
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    auto slab = LiveSlab(info);
+    if (!slab)
+      problem = "ownWrite: payload memory was freed";
+    else if (!(offset >= 0) || offset + bytes.ByteLength() > slab->capacity)
+      problem = "ownWrite: range outside the payload";
+    else
+      memcpy(slab->base + static_cast<size_t>(offset), bytes.Data(), bytes.ByteLength());
+  }
+  return problem ? Throw(env, problem) : env.Undefined();
 }
 
 // ownCopy(id, offset, length) -> a new Buffer with those bytes, or null once freed. Copies under
@@ -113,12 +123,19 @@ Napi::Value Write(const Napi::CallbackInfo& info) {
 Napi::Value Copy(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 3 || !info[0].IsNumber() || !info[1].IsNumber() || !info[2].IsNumber()) return Throw(env, "ownCopy(id, offset, length)");
-  std::lock_guard<std::mutex> lock(mu);
-  auto slab = LiveSlab(info);
-  if (!slab) return env.Null();
+  double requested = info[2].As<Napi::Number>().DoubleValue();
+  if (!(requested >= 0) || requested > 64.0 * 1024 * 1024 * 1024) return Throw(env, "ownCopy: range outside the payload");
+  auto out = Napi::Buffer<uint8_t>::New(env, static_cast<size_t>(requested));
   size_t offset, length;
-  if (!RangeArgs(info, *slab, &offset, &length)) return Throw(env, "ownCopy: range outside the payload");
-  return Napi::Buffer<uint8_t>::Copy(env, slab->base + offset, length);
+  std::shared_ptr<Slab> slab;
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    slab = LiveSlab(info);
+    if (!slab) return env.Null();
+    if (!RangeArgs(info, *slab, &offset, &length)) slab = nullptr;
+    else memcpy(out.Data(), slab->base + offset, length);
+  }
+  return slab ? out : Throw(env, "ownCopy: range outside the payload");
 }
 
 void FinalizeView(Napi::Env, uint8_t*, std::shared_ptr<Slab>* hint) {
@@ -132,15 +149,16 @@ Napi::Value View(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 3 || !info[0].IsNumber() || !info[1].IsNumber() || !info[2].IsNumber()) return Throw(env, "ownView(id, offset, length)");
   std::shared_ptr<Slab> slab;
-  size_t offset, length;
+  size_t offset = 0, length = 0;
+  bool in_range = false;
   {
     std::lock_guard<std::mutex> lock(mu);
     slab = LiveSlab(info);
-    if (!slab) return env.Null();
-    if (!RangeArgs(info, *slab, &offset, &length)) return Throw(env, "ownView: range outside the payload");
-    if (length == 0) return Napi::Buffer<uint8_t>::New(env, 0);
-    slab->refs++;
+    if (slab && (in_range = RangeArgs(info, *slab, &offset, &length)) && length > 0) slab->refs++;
   }
+  if (!slab) return env.Null();
+  if (!in_range) return Throw(env, "ownView: range outside the payload");
+  if (length == 0) return Napi::Buffer<uint8_t>::New(env, 0);
   return Napi::Buffer<uint8_t>::New(env, slab->base + offset, length, FinalizeView, new std::shared_ptr<Slab>(slab));
 }
 
@@ -168,11 +186,17 @@ Napi::Value Free(const Napi::CallbackInfo& info) {
 // whose mapping waits for views to be collected.
 Napi::Value Stats(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
+  double live, bytes, retired;
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    live = static_cast<double>(slabs.size() - retired_slabs);
+    bytes = static_cast<double>(live_bytes);
+    retired = static_cast<double>(retired_slabs);
+  }
   Napi::Object out = Napi::Object::New(env);
-  std::lock_guard<std::mutex> lock(mu);
-  out.Set("live", static_cast<double>(slabs.size() - retired_slabs));
-  out.Set("liveBytes", static_cast<double>(live_bytes));
-  out.Set("retired", static_cast<double>(retired_slabs));
+  out.Set("live", live);
+  out.Set("liveBytes", bytes);
+  out.Set("retired", retired);
   return out;
 }
 
