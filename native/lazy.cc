@@ -12,6 +12,7 @@
 // or vm.unprivileged_userfaultfd=1 without UFFD_USER_MODE_ONLY, since kernel consumers must fault).
 #include <napi.h>
 
+#include "addon.h"
 #include "own-memory.h"
 
 #include <errno.h>
@@ -175,11 +176,6 @@ void on_sigbus(int sig, siginfo_t* info, void*) {
   }
   signal(sig, SIG_DFL);
   raise(sig);
-}
-
-Napi::Value Throw(Napi::Env env, const std::string& message) {
-  Napi::Error::New(env, message).ThrowAsJavaScriptException();
-  return env.Undefined();
 }
 
 // init(onFault(id, offset, length)): called once, in the thread that serves faults.
@@ -459,14 +455,15 @@ Napi::Value SyncExternalMemory(const Napi::CallbackInfo& info) {
 
 Napi::Object Module(Napi::Env env, Napi::Object exports) {
   if (page_size == 0) page_size = sysconf(_SC_PAGESIZE);
-  exports.Set("init", Napi::Function::New(env, Init));
-  exports.Set("createRegion", Napi::Function::New(env, CreateRegion));
-  exports.Set("fill", Napi::Function::New(env, Fill));
-  exports.Set("poison", Napi::Function::New(env, Poison));
-  exports.Set("pageStates", Napi::Function::New(env, PageStates));
-  exports.Set("requestMissing", Napi::Function::New(env, RequestMissing));
-  exports.Set("syncExternalMemory", Napi::Function::New(env, SyncExternalMemory));
-  exports.Set("initialised", Napi::Function::New(env, [](const Napi::CallbackInfo& i) { return Napi::Boolean::New(i.Env(), uffd >= 0); }));
+  ExportFunctions(env, exports,
+                  {{"init", Init},
+                   {"createRegion", CreateRegion},
+                   {"fill", Fill},
+                   {"poison", Poison},
+                   {"pageStates", PageStates},
+                   {"requestMissing", RequestMissing},
+                   {"syncExternalMemory", SyncExternalMemory},
+                   {"initialised", [](const Napi::CallbackInfo& i) -> Napi::Value { return Napi::Boolean::New(i.Env(), uffd >= 0); }}});
   RegisterOwnMemory(env, exports);
   return exports;
 }

@@ -15,6 +15,8 @@
 // or writing a view (see StoreServer), so that fault is a bug guard, not a path.
 #include "own-memory.h"
 
+#include "addon.h"
+
 #include <errno.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -42,11 +44,6 @@ uint32_t next_id = 1;
 size_t page_size = 0;
 size_t live_bytes = 0;    // capacity of slabs not yet freed
 size_t retired_slabs = 0;  // freed, mapping kept for views still alive
-
-Napi::Value Throw(Napi::Env env, const std::string& message) {
-  Napi::Error::New(env, message).ThrowAsJavaScriptException();
-  return env.Undefined();
-}
 
 // Drops one reference; the last one of a freed slab unmaps it. Caller holds `mu`.
 void Unref(const std::shared_ptr<Slab>& slab) {
@@ -204,10 +201,11 @@ Napi::Value Stats(const Napi::CallbackInfo& info) {
 
 void RegisterOwnMemory(Napi::Env env, Napi::Object exports) {
   if (page_size == 0) page_size = static_cast<size_t>(sysconf(_SC_PAGESIZE));
-  exports.Set("ownAllocate", Napi::Function::New(env, Allocate));
-  exports.Set("ownWrite", Napi::Function::New(env, Write));
-  exports.Set("ownCopy", Napi::Function::New(env, Copy));
-  exports.Set("ownView", Napi::Function::New(env, View));
-  exports.Set("ownFree", Napi::Function::New(env, Free));
-  exports.Set("ownStats", Napi::Function::New(env, Stats));
+  ExportFunctions(env, exports,
+                  {{"ownAllocate", Allocate},
+                   {"ownWrite", Write},
+                   {"ownCopy", Copy},
+                   {"ownView", View},
+                   {"ownFree", Free},
+                   {"ownStats", Stats}});
 }
