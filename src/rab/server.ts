@@ -1,5 +1,6 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
+import { finished } from 'node:stream';
 import { closeServer, listenServer } from '../net/listen.js';
 import { OdbError, isOdbError, type OdbErrorCode } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
@@ -230,7 +231,8 @@ export class StoreServer {
       if (entry) {
         // The socket may still be writing chunks of the payload's memory (a source may yield
         // views of memory it frees when the store drops it): the read ends once it is not.
-        await writesSettled(res);
+        // 'finish' follows the last write's callback; a destroyed socket cancels pending writes.
+        await new Promise<void>((resolve) => finished(res, () => resolve()));
         this.store.endRead(entry);
         this.stats.inFlight--;
       }
@@ -315,22 +317,4 @@ function planFetch(descriptor: Descriptor, entry: StoreEntry, rangeHeader?: stri
     contentRange: contentRange(range, descriptor.length),
     wholeRange: length === descriptor.length,
   };
-}
-
-/**
- * Resolves once no write of `res` can touch its chunks any more: every write completed
- * ('finish' follows the last write's callback) or the socket was destroyed (its pending writes
- * are cancelled as its handle closes).
- */
-function writesSettled(res: ServerResponse): Promise<void> {
-  if (res.writableFinished || res.destroyed) return Promise.resolve();
-  return new Promise((resolve) => {
-    const done = (): void => {
-      res.off('finish', done);
-      res.off('close', done);
-      resolve();
-    };
-    res.on('finish', done);
-    res.on('close', done);
-  });
 }
