@@ -167,7 +167,6 @@ class NativePayload implements PayloadSource {
   readonly size: number;
   readonly #binding: OwnMemoryBinding;
   readonly #id: number;
-  #freed = false;
 
   constructor(binding: OwnMemoryBinding, id: number, size: number) {
     this.#binding = binding;
@@ -178,14 +177,12 @@ class NativePayload implements PayloadSource {
   async *read(start: number, end: number | undefined): AsyncIterable<Buffer> {
     const to = Math.min(end ?? this.size, this.size);
     if (start >= to) return;
-    const view = this.#freed ? null : this.#binding.ownView(this.#id, start, to - start);
+    const view = this.#binding.ownView(this.#id, start, to - start); // null once freed
     if (!view) throw new OdbError('ODB_ERR_EXPIRED', 'payload dropped while being read');
     yield view;
   }
 
   abandon(): void {
-    if (this.#freed) return;
-    this.#freed = true;
-    this.#binding.ownFree(this.#id);
+    this.#binding.ownFree(this.#id); // idempotent
   }
 }
