@@ -8,6 +8,7 @@ import { Readable, pipeline } from 'node:stream';
 import type { HostPort } from '../net/address.js';
 import type { Keyring } from '../keys/keyring.js';
 import { OdbBackend, applyHead, streamPayload, type PayloadHead } from '../http/backend.js';
+import { parseRequestTarget } from '../http/request-target.js';
 import { FilePayload } from '../rab/file-payload.js';
 import type { PayloadSource } from '../rab/payload-source.js';
 import { StoreServer } from '../rab/server.js';
@@ -106,17 +107,22 @@ export async function startBackend(config: BackendConfig): Promise<RunningTier> 
       res.writeHead(405, { allow: 'GET, HEAD', 'content-length': 0 }).end();
       return;
     }
-    const url = new URL(req.url ?? '/', 'http://be');
-    const synthetic = /^\/(bytes|chunked)\/(\d+)$/.exec(url.pathname);
+    const target = parseRequestTarget(req.method, req.url);
+    if (target.form !== 'origin') {
+      res.writeHead(400, { 'content-length': 0, connection: 'close' }).end();
+      return;
+    }
+    const query = new URLSearchParams(target.query);
+    const synthetic = /^\/(bytes|chunked)\/(\d+)$/.exec(target.pathname);
     if (synthetic) {
       const size = Number(synthetic[2]);
-      const seed = Number(url.searchParams.get('seed') ?? defaultSyntheticSeed);
+      const seed = Number(query.get('seed') ?? defaultSyntheticSeed);
       if (size > maxSyntheticBytes || !isSyntheticSeed(seed)) {
         res.writeHead(400, { 'content-length': 0 }).end();
         return;
       }
       if (synthetic[1] === 'chunked') {
-        const chunk = Number(url.searchParams.get('chunk') ?? defaultChunkBytes);
+        const chunk = Number(query.get('chunk') ?? defaultChunkBytes);
         backend?.capture(req, res);
         writeChunked(
           req,
@@ -135,7 +141,7 @@ export async function startBackend(config: BackendConfig): Promise<RunningTier> 
       respond(req, res, plan, () => new SyntheticPayload(seed, plan.start, plan.length));
       return;
     }
-    findStaticFile(config.root, url.pathname).then(
+    findStaticFile(config.root, target.pathname).then(
       (file) => {
         if (!file) {
           res

@@ -10,19 +10,61 @@ import { Pool } from 'undici';
 import { observedConnector } from '../http/connector.js';
 import { silentLogger, type Logger } from '../log.js';
 import { endToEndHeaders } from '../http/hop-by-hop.js';
+import { parseRequestTarget } from '../http/request-target.js';
 import {
   DestinationClosedError,
   ResponseSink,
   type ResponseHeaders,
 } from '../http/response-sink.js';
 
+/**
+ * Request headers a relay never forwards beyond the hop-by-hop ones. `Expect`: Node's server has
+ * already answered `100 Continue` to the client (it does when no 'checkContinue' listener is
+ * set), so the body is on its way; the upstream leg is a fresh exchange that expects nothing.
+ */
+function isRequestOnlyHop(name: string): boolean {
+  return name === 'expect';
+}
+
+/** True when the request carries a body (RFC 9112 §6.3). */
+function requestHasBody(req: IncomingMessage): boolean {
+  const length = req.headers['content-length'];
+  return (length !== undefined && length !== '0') || req.headers['transfer-encoding'] !== undefined;
+}
+
+/** A short plain-text answer; `close` also ends the connection (after a request not understood). */
+export function answerPlain(
+  res: ServerResponse,
+  status: number,
+  body: string,
+  close = false,
+): void {
+  if (res.headersSent) return;
+  const headers: OutgoingHttpHeaders = {
+    'content-type': 'text/plain',
+    'content-length': Buffer.byteLength(body),
+  };
+  if (close) headers.connection = 'close';
+  res.writeHead(status, headers).end(body);
+}
+
+/** The first time a request goes upstream, or its one re-send. */
+export type RelayAttempt = 'first' | 'retry';
+
 /** Returned by {@link RelayHooks.responseHead} to let the relay forward the response as usual. */
 export const relayAsUsual = Symbol('relayAsUsual');
 
 /** Where a tier changes what the relay does. */
 export interface RelayHooks {
-  /** Adjusts the (end-to-end) headers sent upstream, in place. */
-  requestHeaders?(headers: Record<string, string | string[]>, req: IncomingMessage): void;
+  /**
+   * Adjusts the (end-to-end) headers sent upstream, in place. `attempt` is 'retry' when the
+   * request is sent again through {@link HttpRelay.relayAgain}.
+   */
+  requestHeaders?(
+    headers: Record<string, string | string[]>,
+    req: IncomingMessage,
+    attempt: RelayAttempt,
+  ): void;
   /**
    * Sees each upstream response head first. Return {@link relayAsUsual}, or the writable that
    * receives the upstream body (undefined: discard it) after answering the client yourself.
@@ -33,6 +75,7 @@ export interface RelayHooks {
     statusCode: number,
     headers: ResponseHeaders,
     statusMessage: string,
+    attempt: RelayAttempt,
   ): Writable | undefined | typeof relayAsUsual;
   /** Drops response headers (beyond hop-by-hop ones) before they reach the client. */
   dropResponseHeader?(name: string): boolean;
@@ -96,19 +139,63 @@ export class HttpRelay {
   /** The request listener: relays one request. */
   readonly handle = (req: IncomingMessage, res: ServerResponse): void => {
     this.stats.requests++;
-    const headers = endToEndHeaders(req.headers) as Record<string, string | string[]>;
-    this.#hooks.requestHeaders?.(headers, req);
-    const length = req.headers['content-length'];
-    const hasBody =
-      (length !== undefined && length !== '0') || req.headers['transfer-encoding'] !== undefined;
+    this.#relay(req, res, 'first');
+  };
+
+  /**
+   * True when `req` may be sent upstream once more after its first answer was not used: a
+   * method that is safe to repeat (RFC 9110 §9.2.2) and no request body (it was consumed).
+   */
+  canRelayAgain(req: IncomingMessage): boolean {
+    return (
+      (req.method === 'GET' || req.method === 'HEAD' || req.method === 'OPTIONS') &&
+      !requestHasBody(req)
+    );
+  }
+
+  /**
+   * Sends `req` upstream once more (see {@link canRelayAgain}); the hooks see attempt 'retry'.
+   * For a tier that discarded the first answer before anything reached the client.
+   */
+  relayAgain(req: IncomingMessage, res: ServerResponse): void {
+    this.#relay(req, res, 'retry');
+  }
+
+  #relay(req: IncomingMessage, res: ServerResponse, attempt: RelayAttempt): void {
+    const target = parseRequestTarget(req.method, req.url);
+    if (target.form === 'invalid') {
+      this.#log.debug({ reason: target.reason }, 'request-target refused');
+      answerPlain(res, 400, 'Bad Request\n', true);
+      return;
+    }
+    if (target.form === 'asterisk') {
+      // `OPTIONS *` asks about this server, not about a resource upstream (and upstream clients
+      // cannot send an asterisk-form target): the answer is that it is here.
+      res.writeHead(204).end();
+      return;
+    }
+    const headers = endToEndHeaders(req.headers, isRequestOnlyHop) as Record<
+      string,
+      string | string[]
+    >;
+    // absolute-form: the target's authority wins over Host (RFC 9112 §3.2.2).
+    if (target.authority !== undefined) headers.host = target.authority;
+    this.#hooks.requestHeaders?.(headers, req, attempt);
+    const hasBody = requestHasBody(req);
     const pool = this.#pools[this.#next]!;
     this.#next = (this.#next + 1) % this.#pools.length;
+    // Set once a hook answers the client itself: the rest of this upstream exchange is no longer
+    // the client's response, so its errors must not touch `res`.
+    let takenOver = false;
     const sink = new ResponseSink({
       onHead: (statusCode, upstreamHeaders, statusMessage) => {
         const hook = this.#hooks.responseHead;
         if (hook) {
-          const custom = hook(req, res, statusCode, upstreamHeaders, statusMessage);
-          if (custom !== relayAsUsual) return custom;
+          const custom = hook(req, res, statusCode, upstreamHeaders, statusMessage, attempt);
+          if (custom !== relayAsUsual) {
+            takenOver = true;
+            return custom;
+          }
         }
         const out = endToEndHeaders(
           upstreamHeaders,
@@ -120,35 +207,38 @@ export class HttpRelay {
       },
       onDone: (err, bytes) => {
         this.stats.relayedBodyBytes += bytes;
-        if (err) this.#failed(err, req, res);
+        if (err && takenOver)
+          this.#log.debug({ err: err.message }, 'discarded upstream body failed');
+        else if (err) this.#failed(err, req, res);
       },
     });
     pool.dispatch(
-      { path: req.url ?? '/', method: req.method ?? 'GET', headers, body: hasBody ? req : null },
+      { path: target.path, method: req.method ?? 'GET', headers, body: hasBody ? req : null },
       sink,
     );
-  };
+  }
 
   #failed(err: Error, req: IncomingMessage, res: ServerResponse): void {
     if (err instanceof DestinationClosedError) {
       this.stats.clientAborts++;
       return;
     }
-    this.stats.upstreamFailures++;
     const code = (err as { code?: string }).code;
+    if (!res.headersSent && (code === 'UND_ERR_INVALID_ARG' || code === 'UND_ERR_NOT_SUPPORTED')) {
+      // The request itself cannot be relayed (Node's parser accepted what the upstream client
+      // refuses): the client's fault, not the upstream's.
+      this.#log.info({ err: err.message, code }, 'request not relayable');
+      answerPlain(res, 400, 'Bad Request\n', true);
+      return;
+    }
+    this.stats.upstreamFailures++;
     this.#log.warn({ err: err.message, code, url: req.url }, 'upstream request failed');
     if (res.headersSent) {
       if (!res.destroyed) res.destroy(err);
       return;
     }
     const timeout = code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_CONNECT_TIMEOUT';
-    const body = timeout ? 'Gateway Timeout\n' : 'Bad Gateway\n';
-    res
-      .writeHead(timeout ? 504 : 502, {
-        'content-type': 'text/plain',
-        'content-length': body.length,
-      })
-      .end(body);
+    answerPlain(res, timeout ? 504 : 502, timeout ? 'Gateway Timeout\n' : 'Bad Gateway\n');
   }
 
   /** Closes every upstream connection. */
