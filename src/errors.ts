@@ -18,6 +18,7 @@ export const errorCodes = {
   ODB_ERR_SOURCE_CHANGED: 'the file behind a payload changed after it was registered',
   ODB_ERR_PAYLOAD_FAILED: 'the producer of a payload failed before writing all of it',
   ODB_ERR_PROTOCOL: 'a peer broke the ODB protocol',
+  ODB_ERR_BAD_HEAD: 'a descriptor response has missing, unsigned or altered ODB headers',
   ODB_ERR_BAD_FRAME: 'stream-mode frame is malformed',
   ODB_ERR_BAD_CRC: 'stream-mode frame header CRC-8 does not match',
   ODB_ERR_FRAME_TOO_LARGE: 'stream-mode frame exceeds the length limit for its type',

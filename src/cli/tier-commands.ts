@@ -127,10 +127,17 @@ export const frontendOptions = defineOptions({
   storeAllow: {
     flag: '--store-allow <host:port>',
     description:
-      'store endpoint descriptors may name (none given: any endpoint whose descriptor verifies)',
+      'buffer-store endpoint descriptors may name (the --store-listen/--store-advertise of each odb be); required in odb mode',
     schema: optionTypes.endpoints,
     repeatable: true,
     default: [],
+  },
+  retryWithoutOffer: {
+    flag: '--retry-without-offer <true|false>',
+    description:
+      'send a GET/HEAD without a body again, without the offer, when its descriptor is refused or its store fails before the response starts',
+    schema: optionTypes.flag,
+    default: 'true',
   },
   fetchTimeout: {
     flag: '--fetch-timeout <duration>',
@@ -239,6 +246,7 @@ export function registerTierCommands(program: Command): void {
         mode: o.mode,
         keyring,
         allowedStores: o.storeAllow,
+        retryWithoutOffer: o.retryWithoutOffer,
         fetchTimeoutMs: o.fetchTimeout,
         connectionsPerUpstream: o.connections,
         metricsListen: o.metricsListen,

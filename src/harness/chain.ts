@@ -104,6 +104,7 @@ export async function startChain(options: ChainOptions): Promise<Chain> {
       upstream = is.addresses.http!;
     }
     const fePlace = place('fe');
+    const stores = options.mode === 'odb' ? ['--store-allow', be.addresses.storeAdvertised!] : [];
     const fe = await odb('fe', fePlace, [
       'fe',
       '--upstream',
@@ -111,6 +112,7 @@ export async function startChain(options: ChainOptions): Promise<Chain> {
       '--mode',
       options.mode,
       ...key,
+      ...stores,
       ...(options.feArgs ?? []),
     ]);
     started.push(fe);

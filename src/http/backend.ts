@@ -88,7 +88,7 @@ export class OdbBackend {
     if (this.#wantsVirtual(req, res.statusCode, size)) {
       const descriptor = this.store.register(source, memoryBytes);
       if (descriptor) {
-        setDescriptorHeaders(res, descriptor, size);
+        setDescriptorHeaders(res, descriptor, size, this.store.keyring.signing);
         this.#countVirtual(size);
         res.end();
         return;
@@ -145,7 +145,7 @@ export class OdbBackend {
     const charge = size ?? openPayloadWindowBytes;
     const descriptor = this.store.register(payload, charge);
     if (!descriptor) return undefined;
-    setDescriptorHeaders(res, descriptor, originalContentLength);
+    setDescriptorHeaders(res, descriptor, originalContentLength, this.store.keyring.signing);
     return payload;
   }
 

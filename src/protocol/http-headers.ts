@@ -13,6 +13,20 @@ export const odbContentLengthHeader = 'odb-content-length';
 /** Response: the original Cache-Control, replaced by `no-store` on the descriptor response. */
 export const odbCacheControlHeader = 'odb-cache-control';
 
+/**
+ * Response: HMAC binding `odb-content-length` and `odb-cache-control` (present or absent) to the
+ * descriptor (see head-signature.ts). The front end restores nothing it does not cover.
+ */
+export const odbHeadMacHeader = 'odb-head-mac';
+
+/** Response headers that only exist on descriptor responses. */
+export const descriptorResponseHeaders: readonly string[] = [
+  odbPayloadHeader,
+  odbContentLengthHeader,
+  odbCacheControlHeader,
+  odbHeadMacHeader,
+];
+
 /** Header-mode protocol version offered in `odb-accept`. */
 export const headerModeVersion = '1';
 

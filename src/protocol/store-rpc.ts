@@ -6,7 +6,8 @@
  *                                          to the descriptor's range; `odb-release: complete`
  *                                          releases the payload once every byte was sent
  *   DELETE /odb/v1/payload/<descriptor>   release now (204)
- *   GET    /odb/v1/ping                   liveness and store counters (JSON)
+ *   GET    /odb/v1/ping[?challenge=<c>]   liveness and store counters (JSON); with a challenge,
+ *                                          also the signing key id and a proof (key-proof.ts)
  *   GET    /odb/v1/references             with `Upgrade: odb-references/1`: a long-lived channel
  *                                          of lines "retain <descriptor>" / "release <descriptor>",
  *                                          applied in order (stream mode); the store answers only
@@ -16,6 +17,8 @@
  */
 import type { OdbErrorCode } from '../errors.js';
 
+/** Every store-protocol path starts with this. */
+export const storeProtocolPrefix = '/odb/';
 export const payloadPathPrefix = '/odb/v1/payload/';
 export const pingPath = '/odb/v1/ping';
 export const referencesPath = '/odb/v1/references';
@@ -32,6 +35,9 @@ export interface StorePing {
   readonly chargedBytes: number;
   /** Payloads registered since the store started. */
   readonly registered: number;
+  /** With a challenge: the id of the key the store signs with, and its proof (key-proof.ts). */
+  readonly keyId?: number;
+  readonly proof?: string;
   /** A stream-mode agent's lazy-buffer counters (absent for header-mode stores). */
   readonly faults?: number;
   readonly faultBytes?: number;
@@ -62,6 +68,11 @@ const statusByCode: Partial<Record<OdbErrorCode, number>> = {
 /** HTTP status a store answers with for an error code (500 for codes it does not expect). */
 export function statusForError(code: OdbErrorCode): number {
   return statusByCode[code] ?? 500;
+}
+
+/** True for a path of the store protocol (a front end never offers or inspects on those). */
+export function isStoreProtocolPath(pathname: string): boolean {
+  return pathname.startsWith(storeProtocolPrefix);
 }
 
 /** The path that fetches or releases the payload named by a descriptor's text form. */

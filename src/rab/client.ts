@@ -180,9 +180,17 @@ export class StoreClient {
     return out;
   }
 
-  /** The store's ping answer (liveness and counters). */
-  async ping(endpoint: string): Promise<StorePing> {
-    const { body } = await this.#pool(endpoint).request({ path: pingPath, method: 'GET' });
+  /**
+   * The store's ping answer (liveness and counters); with a `challenge`, also the store's signing
+   * key id and its proof (protocol/key-proof.ts).
+   */
+  async ping(endpoint: string, challenge?: string): Promise<StorePing> {
+    const path = challenge === undefined ? pingPath : `${pingPath}?challenge=${challenge}`;
+    const { statusCode, body } = await this.#pool(endpoint).request({ path, method: 'GET' });
+    if (statusCode !== 200) {
+      await body.dump();
+      throw new OdbError('ODB_ERR_PROTOCOL', `ping answered ${statusCode}`);
+    }
     return (await body.json()) as StorePing;
   }
 

@@ -22,6 +22,7 @@ import {
   statusForError,
   type StorePing,
 } from '../protocol/store-rpc.js';
+import { isKeyChallenge, keyProof } from '../protocol/key-proof.js';
 import { pumpSource } from './pump.js';
 import { serveReferenceChannel } from './reference-channel.js';
 import { referenceToken } from './references.js';
@@ -126,14 +127,19 @@ export class StoreServer {
       res.writeHead(426, { connection: 'Upgrade', upgrade: referencesProtocol }).end();
       return;
     }
-    if (url === pingPath && req.method === 'GET') {
+    if ((url === pingPath || url.startsWith(`${pingPath}?`)) && req.method === 'GET') {
       const { entries, chargedBytes, registered } = this.store.stats;
+      const challenge = new URLSearchParams(url.slice(pingPath.length + 1)).get('challenge');
+      const signing = this.store.keyring.signing;
       const answer: StorePing = {
         ok: true,
         endpoint: this.store.endpoint!,
         entries,
         chargedBytes,
         registered,
+        ...(challenge !== null && isKeyChallenge(challenge)
+          ? { keyId: signing.id, proof: keyProof(signing, challenge) }
+          : {}),
         ...this.#pingExtras?.(),
       };
       res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(answer));

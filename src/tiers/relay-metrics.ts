@@ -9,6 +9,7 @@ export function mirrorRelayMetrics(
   clientSockets: SocketByteCounter,
   upstreamSockets: SocketByteCounter,
   storeSockets?: SocketByteCounter,
+  moreClientAborts: () => number = () => 0,
 ): void {
   metrics.mirror({
     name: 'odb_requests_total',
@@ -51,6 +52,6 @@ export function mirrorRelayMetrics(
     name: 'odb_client_aborts_total',
     help: 'Responses abandoned because the client went away',
     type: 'counter',
-    read: () => [[{}, relay.stats.clientAborts]],
+    read: () => [[{}, relay.stats.clientAborts + moreClientAborts()]],
   });
 }

@@ -12,10 +12,12 @@ import { startChain } from '../../src/harness/chain.js';
 import { startOdbProcess, type OdbProcess } from '../../src/harness/tier-process.js';
 import { loadKeyring } from '../../src/keys/keyring.js';
 import {
+  descriptorFromText,
   descriptorToText,
   signDescriptor,
   type DescriptorFields,
 } from '../../src/protocol/descriptor.js';
+import { signHead } from '../../src/protocol/head-signature.js';
 import { get } from '../helpers/http.js';
 import { rawExchange, scriptedServer } from '../helpers/net.js';
 import { workspace } from '../helpers/fixtures.js';
@@ -71,6 +73,9 @@ before(async () => {
     '127.0.0.1:9',
     '--fetch-timeout',
     '500ms',
+    // These cases check the refusals themselves; re-sending without the offer is tested apart.
+    '--retry-without-offer',
+    'false',
   ];
   [fe, feVanilla] = await Promise.all([
     startOdbProcess('fe', feArgs('odb')),
@@ -106,10 +111,27 @@ function descriptorFor(overrides: Partial<DescriptorFields>, key = keyring.signi
   );
 }
 
+/** Answers like a back end: the descriptor, the original length, and their head signature. */
 function answerWithDescriptor(text: string): void {
+  let headMac = 'not-a-mac';
+  try {
+    const descriptor = descriptorFromText(text);
+    headMac = signHead(
+      descriptor,
+      { contentLength: '100', cacheControl: undefined },
+      keyring.get(descriptor.keyId) ?? keyring.signing,
+    );
+  } catch {
+    // garbage text: no descriptor to sign for
+  }
   answer = (res) =>
     res
-      .writeHead(200, { 'odb-payload': text, 'odb-content-length': '100', 'content-length': 0 })
+      .writeHead(200, {
+        'odb-payload': text,
+        'odb-content-length': '100',
+        'odb-head-mac': headMac,
+        'content-length': 0,
+      })
       .end();
 }
 

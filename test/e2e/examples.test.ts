@@ -41,7 +41,7 @@ before(async () => {
     'warn',
   ]);
   fePort = await freePort();
-  example('frontend', [String(fePort), is.addresses.http!, ws.keyFile]);
+  example('frontend', [String(fePort), is.addresses.http!, ws.keyFile, `127.0.0.1:${storePort}`]);
   await waitForPort('127.0.0.1', fePort);
 });
 
