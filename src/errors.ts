@@ -22,6 +22,7 @@ export const errorCodes = {
   ODB_ERR_BAD_FRAME: 'stream-mode frame is malformed',
   ODB_ERR_BAD_CRC: 'stream-mode frame header CRC-8 does not match',
   ODB_ERR_FRAME_TOO_LARGE: 'stream-mode frame exceeds the length limit for its type',
+  ODB_ERR_UPSTREAM_BUSY: 'no upstream connection became free in time',
   ODB_ERR_INVALID_OPTION: 'an option or configuration value is invalid',
   ODB_ERR_KEY_FILE: 'the cluster key file is missing or invalid',
 } as const;

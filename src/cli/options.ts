@@ -52,6 +52,8 @@ export const optionTypes = {
   size: fromParser((raw) => parseSize(raw)),
   duration: fromParser((raw) => parseDuration(raw)),
   count: z.coerce.number().int().positive(),
+  /** A count where 0 means no limit. */
+  countOrZero: z.coerce.number().int().nonnegative(),
   mode: z.enum(['odb', 'vanilla']),
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']),
   path: z.string().min(1),

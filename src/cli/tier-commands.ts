@@ -9,7 +9,15 @@ import { startBackend } from '../tiers/be.js';
 import { startFrontend } from '../tiers/fe.js';
 import { startIntermediate } from '../tiers/is.js';
 import type { RunningTier } from '../tiers/tier.js';
-import { addOptions, defineOptions, optionTypes, resolveOptions } from './options.js';
+import { defaultListenerLimits, type ListenerLimits } from '../http/listener-limits.js';
+import { defaultUpstreamQueue, type UpstreamQueueLimits } from '../tiers/http-relay.js';
+import {
+  addOptions,
+  defineOptions,
+  optionTypes,
+  resolveOptions,
+  type OptionValues,
+} from './options.js';
 
 const common = {
   metricsListen: {
@@ -24,6 +32,95 @@ const common = {
     default: 'info',
   },
 } as const;
+
+const l = defaultListenerLimits;
+const seconds = (ms: number): string => `${ms / 1000}s`;
+/** Limits of each tier's client-facing listener (docs/security.md, "Limits"). */
+const listenerLimitOptions = {
+  maxConnections: {
+    flag: '--max-connections <n>',
+    description: 'open client connections; more are closed at once',
+    schema: optionTypes.count,
+    default: l.maxConnections,
+  },
+  maxHeaderSize: {
+    flag: '--max-header-size <size>',
+    description: 'request line plus headers; larger heads get 431',
+    schema: optionTypes.size,
+    default: `${l.maxHeaderBytes / 1024}KiB`,
+  },
+  maxHeaders: {
+    flag: '--max-headers <n>',
+    description: 'header fields per request; more get 431',
+    schema: optionTypes.count,
+    default: l.maxHeaders,
+  },
+  maxRequestsPerConnection: {
+    flag: '--max-requests-per-connection <n>',
+    description: 'requests served on one client connection before it is closed (0: no limit)',
+    schema: optionTypes.countOrZero,
+    default: l.maxRequestsPerConnection,
+  },
+  headerTimeout: {
+    flag: '--header-timeout <duration>',
+    description: 'time to send a request head (also: idle time before the first request)',
+    schema: optionTypes.duration,
+    default: seconds(l.headerTimeoutMs),
+  },
+  keepaliveTimeout: {
+    flag: '--keepalive-timeout <duration>',
+    description: 'idle time between requests on a client connection',
+    schema: optionTypes.duration,
+    default: seconds(l.keepAliveTimeoutMs),
+  },
+  bodyTimeout: {
+    flag: '--body-timeout <duration>',
+    description: 'time a request body may take, plus one second per --body-min-rate bytes received',
+    schema: optionTypes.duration,
+    default: seconds(l.bodyTimeoutMs),
+  },
+  bodyMinRate: {
+    flag: '--body-min-rate <size>',
+    description: 'bytes per second of request body that extend --body-timeout',
+    schema: optionTypes.size,
+    default: `${l.bodyMinRate / 1024}KiB`,
+  },
+} as const;
+
+/** Bounds of the wait for a free upstream connection (fe, is). */
+const upstreamQueueOptions = {
+  upstreamQueueMax: {
+    flag: '--upstream-queue-max <n>',
+    description: 'requests waiting for a free upstream connection; more get 503 at once',
+    schema: optionTypes.count,
+    default: defaultUpstreamQueue.maxQueued,
+  },
+  upstreamQueueTimeout: {
+    flag: '--upstream-queue-timeout <duration>',
+    description: 'longest wait for a free upstream connection; past it the client gets 503',
+    schema: optionTypes.duration,
+    default: seconds(defaultUpstreamQueue.timeoutMs),
+  },
+} as const;
+
+type LimitValues = OptionValues<typeof listenerLimitOptions>;
+
+function listenerLimits(o: LimitValues): ListenerLimits {
+  return {
+    maxConnections: o.maxConnections,
+    maxHeaderBytes: o.maxHeaderSize,
+    maxHeaders: o.maxHeaders,
+    maxRequestsPerConnection: o.maxRequestsPerConnection,
+    headerTimeoutMs: o.headerTimeout,
+    keepAliveTimeoutMs: o.keepaliveTimeout,
+    bodyTimeoutMs: o.bodyTimeout,
+    bodyMinRate: o.bodyMinRate,
+  };
+}
+
+function upstreamQueue(o: OptionValues<typeof upstreamQueueOptions>): UpstreamQueueLimits {
+  return { maxQueued: o.upstreamQueueMax, timeoutMs: o.upstreamQueueTimeout };
+}
 
 const keyFile = {
   flag: '--key-file <file>',
@@ -82,6 +179,7 @@ export const backendOptions = defineOptions({
     schema: optionTypes.duration,
     default: `${defaultTtlMs / 1000}s`,
   },
+  ...listenerLimitOptions,
   ...common,
 });
 
@@ -105,6 +203,8 @@ export const intermediateOptions = defineOptions({
     schema: optionTypes.count,
     default: 64,
   },
+  ...upstreamQueueOptions,
+  ...listenerLimitOptions,
   ...common,
 });
 
@@ -151,6 +251,8 @@ export const frontendOptions = defineOptions({
     schema: optionTypes.count,
     default: 64,
   },
+  ...upstreamQueueOptions,
+  ...listenerLimitOptions,
   ...common,
 });
 
@@ -209,6 +311,7 @@ export function registerTierCommands(program: Command): void {
         thresholdBytes: o.threshold,
         storeBudgetBytes: o.storeBudget,
         storeTtlMs: o.storeTtl,
+        limits: listenerLimits(o),
         metricsListen: o.metricsListen,
         logger,
       }),
@@ -226,6 +329,8 @@ export function registerTierCommands(program: Command): void {
         listen: o.listen,
         upstreams: o.upstream,
         connectionsPerUpstream: o.connections,
+        upstreamQueue: upstreamQueue(o),
+        limits: listenerLimits(o),
         metricsListen: o.metricsListen,
         logger,
       }),
@@ -249,6 +354,8 @@ export function registerTierCommands(program: Command): void {
         retryWithoutOffer: o.retryWithoutOffer,
         fetchTimeoutMs: o.fetchTimeout,
         connectionsPerUpstream: o.connections,
+        upstreamQueue: upstreamQueue(o),
+        limits: listenerLimits(o),
         metricsListen: o.metricsListen,
         logger,
       }),

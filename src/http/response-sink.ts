@@ -20,6 +20,11 @@ export interface ResponseSinkCallbacks {
    * ended; with one when anything failed (the writable, if any, was destroyed with it).
    */
   onDone(err: Error | undefined, bodyBytes: number): void;
+  /**
+   * Called once, when undici takes the request off its queue: put on a connection, or failed
+   * before that. Also for a request abandoned with {@link ResponseSink.abort} while it waited.
+   */
+  onDequeued?(): void;
 }
 
 /** Thrown into the upstream request when the destination closed before the body ended. */
@@ -38,6 +43,7 @@ export class ResponseSink implements Dispatcher.DispatchHandler {
   #bytes = 0;
   #ended = false;
   #done = false;
+  #leftQueue = false;
 
   constructor(callbacks: ResponseSinkCallbacks) {
     this.#callbacks = callbacks;
@@ -49,6 +55,7 @@ export class ResponseSink implements Dispatcher.DispatchHandler {
   }
 
   onRequestStart(controller: Dispatcher.DispatchController): void {
+    this.#dequeued();
     this.#controller = controller;
     if (this.#done) controller.abort(new Error('request abandoned before it was sent'));
   }
@@ -95,6 +102,7 @@ export class ResponseSink implements Dispatcher.DispatchHandler {
   }
 
   onResponseEnd(): void {
+    this.#dequeued();
     if (this.#done) return;
     const destination = this.#destination;
     if (!destination) return this.#finish(undefined);
@@ -103,10 +111,18 @@ export class ResponseSink implements Dispatcher.DispatchHandler {
   }
 
   onResponseError(_controller: Dispatcher.DispatchController, err: Error): void {
+    this.#dequeued();
     // Destroyed without the error: it is reported through onDone, and an 'error' event on a
     // destination nobody listens to would crash the process.
     if (this.#destination && !this.#destination.destroyed) this.#destination.destroy();
     this.#finish(err);
+  }
+
+  #dequeued(): void {
+    const callback = this.#callbacks.onDequeued;
+    if (!callback || this.#leftQueue) return;
+    this.#leftQueue = true;
+    callback();
   }
 
   readonly #resume = (): void => {

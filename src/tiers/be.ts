@@ -14,6 +14,7 @@ import type { PayloadSource } from '../rab/payload-source.js';
 import { StoreServer } from '../rab/server.js';
 import { BufferStore } from '../rab/store.js';
 import type { Logger } from '../log.js';
+import type { ListenerLimits } from '../http/listener-limits.js';
 import { TierMetrics, samplesByLabel } from './metrics.js';
 import { planResponse, type ResponsePlan } from './representation.js';
 import { SocketByteCounter } from './socket-counter.js';
@@ -39,6 +40,8 @@ export interface BackendConfig {
   readonly storeBudgetBytes: number;
   readonly storeTtlMs: number;
   readonly metricsListen?: HostPort;
+  /** Limits of the client-facing listener. */
+  readonly limits?: Partial<ListenerLimits>;
   readonly logger: Logger;
 }
 
@@ -172,6 +175,7 @@ export async function startBackend(config: BackendConfig): Promise<RunningTier> 
     clientSockets,
     metrics,
     metricsListen: config.metricsListen,
+    limits: config.limits,
     addresses,
     closeParts: async () => {
       await storeServer?.close();

@@ -17,10 +17,17 @@ import { parseRequestTarget } from '../http/request-target.js';
 import type { ResponseHeaders } from '../http/response-sink.js';
 import type { Keyring } from '../keys/keyring.js';
 import type { Logger } from '../log.js';
+import type { ListenerLimits } from '../http/listener-limits.js';
 import { parseHostPort, type HostPort } from '../net/address.js';
 import { descriptorResponseHeaders, isOdbHeader } from '../protocol/http-headers.js';
 import { isStoreProtocolPath } from '../protocol/store-rpc.js';
-import { HttpRelay, relayAsUsual, type RelayAttempt, type RelayHooks } from './http-relay.js';
+import {
+  HttpRelay,
+  relayAsUsual,
+  type RelayAttempt,
+  type RelayHooks,
+  type UpstreamQueueLimits,
+} from './http-relay.js';
 import { TierMetrics, samplesByLabel } from './metrics.js';
 import { mirrorRelayMetrics } from './relay-metrics.js';
 import { SocketByteCounter } from './socket-counter.js';
@@ -44,6 +51,10 @@ export interface FrontendConfig {
   /** How often the stores' keys are checked against this front end's (default 30 s). */
   readonly keyCheckIntervalMs?: number;
   readonly metricsListen?: HostPort;
+  /** Limits of the client-facing listener. */
+  readonly limits?: Partial<ListenerLimits>;
+  /** Waiting for a free upstream connection: most requests queued, and longest wait. */
+  readonly upstreamQueue?: UpstreamQueueLimits;
   readonly logger: Logger;
 }
 
@@ -137,6 +148,7 @@ export async function startFrontend(config: FrontendConfig): Promise<RunningTier
   const relay: HttpRelay = new HttpRelay({
     upstreams: [config.upstream],
     connectionsPerUpstream: config.connectionsPerUpstream,
+    queue: config.upstreamQueue,
     hooks,
     onUpstreamSocket: (s) => upstreamSockets.track(s),
     logger: log,
@@ -156,6 +168,7 @@ export async function startFrontend(config: FrontendConfig): Promise<RunningTier
     clientSockets,
     metrics,
     metricsListen: config.metricsListen,
+    limits: config.limits,
     closeParts: () => {
       clearInterval(keyCheckTimer);
       return Promise.all([relay.close(), gateway?.close()]);

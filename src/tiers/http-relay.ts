@@ -8,8 +8,10 @@ import type { Socket } from 'node:net';
 import type { Writable } from 'node:stream';
 import { Pool } from 'undici';
 import { observedConnector } from '../http/connector.js';
+import { OdbError } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
 import { endToEndHeaders } from '../http/hop-by-hop.js';
+import { requestHasBody } from '../http/message.js';
 import { parseRequestTarget } from '../http/request-target.js';
 import {
   DestinationClosedError,
@@ -24,12 +26,6 @@ import {
  */
 function isRequestOnlyHop(name: string): boolean {
   return name === 'expect';
-}
-
-/** True when the request carries a body (RFC 9112 §6.3). */
-function requestHasBody(req: IncomingMessage): boolean {
-  const length = req.headers['content-length'];
-  return (length !== undefined && length !== '0') || req.headers['transfer-encoding'] !== undefined;
 }
 
 /** A short plain-text answer; `close` also ends the connection (after a request not understood). */
@@ -91,15 +87,33 @@ export interface HttpRelayOptions {
   readonly headersTimeoutMs?: number;
   /** Longest pause in an upstream body, in ms. Default 60 000. */
   readonly bodyTimeoutMs?: number;
+  /** Bounds of the wait for a free upstream connection. */
+  readonly queue?: Partial<UpstreamQueueLimits>;
   readonly hooks?: RelayHooks;
   /** Called with every upstream connection (for byte counters). */
   readonly onUpstreamSocket?: (socket: Socket) => void;
   readonly logger?: Logger;
 }
 
+/** How long, and how many, requests may wait for a free upstream connection. */
+export interface UpstreamQueueLimits {
+  /** Requests waiting at once (across upstreams); beyond it new ones get 503 at once. */
+  readonly maxQueued: number;
+  /** Longest wait for a connection; past it the client gets 503. */
+  readonly timeoutMs: number;
+}
+
+export const defaultUpstreamQueue: UpstreamQueueLimits = Object.freeze({
+  maxQueued: 1024,
+  timeoutMs: 10_000,
+});
+
 /** Counters of a relay; exposed as metrics. */
 export interface HttpRelayStats {
   requests: number;
+  /** Requests answered 503 because too many were waiting for a connection, or waited too long. */
+  upstreamQueueFull: number;
+  upstreamQueueTimeouts: number;
   /** Upstream body bytes forwarded to clients. */
   relayedBodyBytes: number;
   upstreamFailures: number;
@@ -110,6 +124,8 @@ export interface HttpRelayStats {
 export class HttpRelay {
   readonly stats: HttpRelayStats = {
     requests: 0,
+    upstreamQueueFull: 0,
+    upstreamQueueTimeouts: 0,
     relayedBodyBytes: 0,
     upstreamFailures: 0,
     clientAborts: 0,
@@ -117,6 +133,9 @@ export class HttpRelay {
   readonly #pools: Pool[];
   readonly #hooks: RelayHooks;
   readonly #log: Logger;
+  readonly #queue: UpstreamQueueLimits;
+  /** Requests undici holds that are not on a connection yet. */
+  #queued = 0;
   #next = 0;
 
   constructor(options: HttpRelayOptions) {
@@ -133,6 +152,7 @@ export class HttpRelay {
         }),
     );
     this.#hooks = options.hooks ?? {};
+    this.#queue = { ...defaultUpstreamQueue, ...options.queue };
     this.#log = options.logger ?? silentLogger;
   }
 
@@ -180,6 +200,11 @@ export class HttpRelay {
     >;
     // absolute-form: the target's authority wins over Host (RFC 9112 §3.2.2).
     if (target.authority !== undefined) headers.host = target.authority;
+    if (this.#queued >= this.#queue.maxQueued) {
+      this.stats.upstreamQueueFull++;
+      answerPlain(res, 503, 'Service Unavailable: every upstream connection is busy\n');
+      return;
+    }
     this.#hooks.requestHeaders?.(headers, req, attempt);
     const hasBody = requestHasBody(req);
     const pool = this.#pools[this.#next]!;
@@ -205,13 +230,33 @@ export class HttpRelay {
         else res.writeHead(statusCode, out);
         return res;
       },
+      onDequeued: () => {
+        this.#queued--;
+        clearTimeout(queueTimer);
+      },
       onDone: (err, bytes) => {
+        res.off('close', clientGone);
         this.stats.relayedBodyBytes += bytes;
         if (err && takenOver)
           this.#log.debug({ err: err.message }, 'discarded upstream body failed');
         else if (err) this.#failed(err, req, res);
       },
     });
+    // A client that leaves (or is cut by a limit) ends the upstream exchange too: otherwise a
+    // request still waiting for a connection, or whose body will never complete, would hold an
+    // upstream connection until undici's own timeouts.
+    const clientGone = (): void => sink.abort(new DestinationClosedError());
+    res.once('close', clientGone);
+    this.#queued++;
+    const queueTimer = setTimeout(() => {
+      this.stats.upstreamQueueTimeouts++;
+      sink.abort(
+        new OdbError(
+          'ODB_ERR_UPSTREAM_BUSY',
+          `no upstream connection free within ${this.#queue.timeoutMs} ms`,
+        ),
+      );
+    }, this.#queue.timeoutMs);
     pool.dispatch(
       { path: target.path, method: req.method ?? 'GET', headers, body: hasBody ? req : null },
       sink,
@@ -235,6 +280,10 @@ export class HttpRelay {
     this.#log.warn({ err: err.message, code, url: req.url }, 'upstream request failed');
     if (res.headersSent) {
       if (!res.destroyed) res.destroy(err);
+      return;
+    }
+    if (code === 'ODB_ERR_UPSTREAM_BUSY') {
+      answerPlain(res, 503, 'Service Unavailable: every upstream connection is busy\n');
       return;
     }
     const timeout = code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_CONNECT_TIMEOUT';

@@ -5,7 +5,8 @@
  */
 import type { HostPort } from '../net/address.js';
 import type { Logger } from '../log.js';
-import { HttpRelay } from './http-relay.js';
+import type { ListenerLimits } from '../http/listener-limits.js';
+import { HttpRelay, type UpstreamQueueLimits } from './http-relay.js';
 import { TierMetrics } from './metrics.js';
 import { mirrorRelayMetrics } from './relay-metrics.js';
 import { SocketByteCounter } from './socket-counter.js';
@@ -17,6 +18,10 @@ export interface IntermediateConfig {
   readonly upstreams: readonly string[];
   readonly connectionsPerUpstream: number;
   readonly metricsListen?: HostPort;
+  /** Limits of the client-facing listener. */
+  readonly limits?: Partial<ListenerLimits>;
+  /** Waiting for a free upstream connection: most requests queued, and longest wait. */
+  readonly upstreamQueue?: UpstreamQueueLimits;
   readonly logger: Logger;
 }
 
@@ -27,6 +32,7 @@ export async function startIntermediate(config: IntermediateConfig): Promise<Run
   const relay = new HttpRelay({
     upstreams: config.upstreams,
     connectionsPerUpstream: config.connectionsPerUpstream,
+    queue: config.upstreamQueue,
     onUpstreamSocket: (s) => upstreamSockets.track(s),
     logger: config.logger,
   });
@@ -38,6 +44,7 @@ export async function startIntermediate(config: IntermediateConfig): Promise<Run
     clientSockets,
     metrics,
     metricsListen: config.metricsListen,
+    limits: config.limits,
     closeParts: () => relay.close(),
   });
 }

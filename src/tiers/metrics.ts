@@ -4,7 +4,15 @@
  */
 import { createServer, type Server } from 'node:http';
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import { ListenerGuard, type ListenerLimits } from '../http/listener-limits.js';
 import { closeServer, listenServer } from '../net/listen.js';
+
+const metricsListenerLimits: Partial<ListenerLimits> = {
+  maxConnections: 64,
+  maxHeaders: 50,
+  maxRequestsPerConnection: 0,
+  headerTimeoutMs: 10_000,
+};
 
 type Labels = Record<string, string>;
 /** Current values of one metric: one entry per label set. */
@@ -23,11 +31,28 @@ export interface MirroredMetric {
 export class TierMetrics {
   readonly registry = new Registry();
   #server: Server | undefined;
+  /** Listener guards by listener name (`client`, `store`, `metrics`), for `odb_limit_hits_total`. */
+  readonly #guards = new Map<string, ListenerGuard>();
 
   /** `tier` becomes a default label on every metric. */
   constructor(tier: string, mode: string) {
     this.registry.setDefaultLabels({ tier, mode });
     collectDefaultMetrics({ register: this.registry });
+    this.mirror({
+      name: 'odb_limit_hits_total',
+      help: 'Connections or requests refused or cut by a listener limit, by listener and limit',
+      type: 'counter',
+      labelNames: ['listener', 'limit'],
+      read: () =>
+        [...this.#guards].flatMap(([listener, guard]) =>
+          Object.entries(guard.hits).map(([limit, n]) => [{ listener, limit }, n] as const),
+        ),
+    });
+  }
+
+  /** Counts the limit hits of a listener under `odb_limit_hits_total{listener}`. */
+  countLimits(listener: string, guard: ListenerGuard): void {
+    this.#guards.set(listener, guard);
   }
 
   /** Exposes a metric whose values `read` returns at scrape time. */
@@ -59,16 +84,23 @@ export class TierMetrics {
 
   /** Serves `GET /metrics` on `host:port`; resolves to the bound address. */
   async listen(host: string, port: number): Promise<string> {
-    const server = createServer((req, res) => {
-      if (req.url !== '/metrics') {
-        res.writeHead(404).end();
-        return;
-      }
-      this.registry.metrics().then(
-        (text) => res.writeHead(200, { 'content-type': this.registry.contentType }).end(text),
-        (err: Error) => res.writeHead(500).end(err.message),
-      );
-    });
+    // Scrapers are few and keep one connection: a small listener, closed to everything else.
+    const guard = new ListenerGuard(metricsListenerLimits);
+    this.countLimits('metrics', guard);
+    const server = createServer(
+      guard.serverOptions(),
+      guard.wrap((req, res) => {
+        if (req.url !== '/metrics') {
+          res.writeHead(404).end();
+          return;
+        }
+        this.registry.metrics().then(
+          (text) => res.writeHead(200, { 'content-type': this.registry.contentType }).end(text),
+          (err: Error) => res.writeHead(500).end(err.message),
+        );
+      }),
+    );
+    guard.attach(server);
     this.#server = server;
     return listenServer(server, { host, port });
   }

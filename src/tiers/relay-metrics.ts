@@ -49,6 +49,16 @@ export function mirrorRelayMetrics(
     read: () => [[{}, relay.stats.upstreamFailures]],
   });
   metrics.mirror({
+    name: 'odb_upstream_queue_rejections_total',
+    help: 'Requests answered 503 while waiting for an upstream connection: queue full, or waited too long',
+    type: 'counter',
+    labelNames: ['reason'],
+    read: () => [
+      [{ reason: 'full' }, relay.stats.upstreamQueueFull],
+      [{ reason: 'timeout' }, relay.stats.upstreamQueueTimeouts],
+    ],
+  });
+  metrics.mirror({
     name: 'odb_client_aborts_total',
     help: 'Responses abandoned because the client went away',
     type: 'counter',

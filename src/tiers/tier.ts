@@ -1,4 +1,5 @@
 import { createServer, type RequestListener } from 'node:http';
+import { ListenerGuard, type ListenerLimits } from '../http/listener-limits.js';
 import type { HostPort } from '../net/address.js';
 import { closeServer, listenServer } from '../net/listen.js';
 import type { TierMetrics } from './metrics.js';
@@ -26,14 +27,18 @@ export interface TierParts {
   readonly metricsListen?: HostPort;
   /** Addresses of listeners the tier started itself (e.g. its store). */
   readonly addresses?: Record<string, string>;
+  /** Limits of the client-facing listener (defaults: `defaultListenerLimits`). */
+  readonly limits?: Partial<ListenerLimits>;
   /** Closes the tier's own parts, after its listeners stopped. */
   readonly closeParts: () => Promise<unknown>;
 }
 
 /** Starts the client-facing HTTP listener and the metrics listener of a tier. */
 export async function runTier(parts: TierParts): Promise<RunningTier> {
-  // Long keep-alive: clients and proxies in front hold pooled connections.
-  const server = createServer({ keepAliveTimeout: 65_000 }, parts.handler);
+  const guard = new ListenerGuard(parts.limits);
+  parts.metrics.countLimits('client', guard);
+  const server = createServer(guard.serverOptions(), guard.wrap(parts.handler));
+  guard.attach(server);
   server.on('connection', (socket) => parts.clientSockets.track(socket));
   const addresses: Record<string, string> = { ...parts.addresses };
   addresses.http = await listenServer(server, parts.listen);
