@@ -1,6 +1,7 @@
 /** Messages between a stream-mode process's application thread and its agent worker. */
 import type { LazyFeatures } from '../lazy/binding.js';
 import type { OwnPayloadHandle } from './own-payload.js';
+import type { PeerCounters } from './peers.js';
 
 /** What the agent is started with (workerData). */
 export interface AgentSettings {
@@ -32,6 +33,8 @@ export type AgentMessage =
   | { readonly type: 'retain'; readonly descriptor: string }
   /** This process is done with the reference a descriptor granted it (text form). */
   | { readonly type: 'release'; readonly descriptor: string }
+  /** The application thread's counters of learning peers, for the store's ping answer. */
+  | { readonly type: 'peer-counters'; readonly counters: PeerCounters }
   /** Fetch every missing page of a region (before a kernel write), answer `materialized`. */
   | { readonly type: 'materialize'; readonly regionId: number; readonly requestId: number }
   /** Without lazy buffers: fetch into `target`, then set `signal[0]` to 1 (or -1) and notify. */

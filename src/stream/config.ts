@@ -8,6 +8,8 @@
  *   ODB_CLIENT_FACING   ports that never speak ODB (with ODB_LISTEN=*)
  *   ODB_CONNECT         peers to speak ODB to: "10.0.0.5:8080,:8090" (":port" = any host), or "*"
  *                       (learn which peers answer a hello, on a separate probe connection)
+ *   ODB_PROBE_WAIT      with "*": how long a connection to a peer not known yet waits for the
+ *                       probe's verdict (default 50ms; 0: never wait)
  *   ODB_THRESHOLD       smallest write sent as a descriptor (default 64KiB)
  *   ODB_GATHER          largest payload gathered from consecutive large writes (default 4MiB;
  *                       0: each write its own payload); ODB_GATHER_WAIT: how long gathered
@@ -37,6 +39,8 @@ export interface StreamConfig {
   readonly listen: readonly number[] | '*';
   readonly clientFacing: readonly number[];
   readonly connect: readonly PeerPattern[] | '*';
+  /** With `connect: '*'`: how long a connection to an unknown peer waits for the probe. */
+  readonly probeWaitMs: number;
   readonly thresholdBytes: number;
   /** Consecutive large writes share a payload up to `maxBytes` (0: off); see PayloadGatherer. */
   readonly gather: { readonly maxBytes: number; readonly waitMs: number };
@@ -116,6 +120,7 @@ export async function loadStreamConfig(
           ? list(env.ODB_CLIENT_FACING).map((p) => port(p, 'ODB_CLIENT_FACING entry'))
           : (file?.clientFacing ?? []),
       connect: connectRaw === '*' ? '*' : connectRaw.map(peer),
+      probeWaitMs: parseDuration(env.ODB_PROBE_WAIT ?? file?.probeWait ?? '50ms', 'ODB_PROBE_WAIT'),
       thresholdBytes: parseSize(env.ODB_THRESHOLD ?? file?.threshold ?? '64KiB', 'ODB_THRESHOLD'),
       gather: {
         maxBytes: parseSize(env.ODB_GATHER ?? file?.gather?.max ?? '4MiB', 'ODB_GATHER'),

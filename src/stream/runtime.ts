@@ -23,6 +23,7 @@ import type { AgentEvent, AgentMessage, AgentSettings } from './agent-protocol.j
 import { CollectionPacer, obtainGc } from './collector.js';
 import { OwnPayloadAllocator, type OwnPayloadMemory } from './own-payload.js';
 import type { StreamConfig } from './config.js';
+import type { PeerCounters } from './peers.js';
 
 /** What the registry knows of a lazy buffer's memory. */
 interface LazyRegion {
@@ -356,6 +357,11 @@ export class StreamRuntime {
     }
     this.stats.materialized++;
     return Buffer.from(target);
+  }
+
+  /** Hands the counters of learning peers to the agent, which reports them in the store's ping. */
+  reportPeerCounters(counters: PeerCounters): void {
+    this.#post({ type: 'peer-counters', counters: { ...counters } });
   }
 
   /** Notes `bytes` of garbage on this thread that only a collection frees (see #collections). */

@@ -35,6 +35,22 @@ test('variables alone: lists, sizes and defaults', async () => {
   assert.equal(config.store.budgetBytes, 256 * 1024 * 1024);
   assert.deepEqual(config.gather, { maxBytes: 4 * 1024 * 1024, waitMs: 5 });
   assert.equal(config.native, true);
+  assert.equal(config.probeWaitMs, 50);
+});
+
+test('probe wait: variable, file key, the variable winning', async () => {
+  const path = configFile('drain.json', {
+    keyFile: '/k',
+    connect: '*',
+    probeWait: '20ms',
+  });
+  const fromFile = await loadStreamConfig({ ODB_CONFIG: path });
+  assert.equal(fromFile?.probeWaitMs, 20);
+  const fromEnv = await loadStreamConfig({
+    ODB_CONFIG: path,
+    ODB_PROBE_WAIT: '0',
+  });
+  assert.equal(fromEnv?.probeWaitMs, 0);
 });
 
 test('a file, with variables winning over it', async () => {
@@ -70,6 +86,7 @@ test('bad settings fail with ODB_ERR_INVALID_OPTION naming the setting', async (
     [{ ODB_KEY_FILE: '/k', ODB_THRESHOLD: 'lots' }, /ODB_THRESHOLD/],
     [{ ODB_KEY_FILE: '/k', ODB_GATHER_WAIT: 'soon' }, /ODB_GATHER_WAIT/],
     [{ ODB_KEY_FILE: '/k', ODB_NATIVE: 'no' }, /ODB_NATIVE no/],
+    [{ ODB_KEY_FILE: '/k', ODB_PROBE_WAIT: 'brief' }, /ODB_PROBE_WAIT/],
     [{ ODB_LISTEN: '80' }, /ODB_KEY_FILE/],
     [{ ODB_CONFIG: configFile('extra.json', { keyFile: '/k', colour: 'blue' }) }, /colour/],
     [{ ODB_CONFIG: join(dir, 'absent.json') }, /absent\.json/],
