@@ -232,6 +232,15 @@ async function handle(message: AgentMessage): Promise<void> {
       if (info && !info.remoteReleased) reference('release', info.descriptor);
       return;
     }
+    case 'store-activity':
+      post({
+        type: 'store-activity',
+        requestId: message.requestId,
+        entries: store.stats.entries,
+        fetching: server.stats.inFlight,
+        fetches: server.stats.fetches,
+      });
+      return;
     case 'peer-counters':
       peerCounters = message.counters;
       return;

@@ -34,6 +34,12 @@ const fileSchema = z.strictObject({
       retries: z.number().int().min(0).optional(),
     })
     .optional(),
+  drain: z
+    .strictObject({
+      timeout: z.union([z.string(), z.number()]).optional(),
+      quiet: z.union([z.string(), z.number()]).optional(),
+    })
+    .optional(),
   native: z.boolean().optional(),
   logLevel: z.string().optional(),
 });

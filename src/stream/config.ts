@@ -19,6 +19,10 @@
  *   ODB_STORE_BUDGET    memory for payloads sent as descriptors (default 256MiB)
  *   ODB_STORE_TTL       how long an unreleased payload stays fetchable (default 120s)
  *   ODB_FETCH_TIMEOUT   budget per fetch attempt (default 5s); ODB_FETCH_RETRIES (default 2)
+ *   ODB_DRAIN_TIMEOUT   on SIGTERM/SIGINT, when the application has no handler of its own: how long
+ *                       in-flight work may finish before the process exits (default 10s);
+ *                       ODB_DRAIN_QUIET: how long its store waits for a peer to start a fetch
+ *                       once nothing else is left (default 1s)
  *   ODB_NATIVE          "off": do not load the native addon (no lazy buffers: virtual data is
  *                       fetched on arrival; own payloads in SharedArrayBuffers); default on
  *   ODB_LOG_LEVEL       pino level for ODB's own messages (default warn)
@@ -51,6 +55,8 @@ export interface StreamConfig {
     readonly ttlMs: number;
   };
   readonly fetch: { readonly timeoutMs: number; readonly retries: number };
+  /** Graceful exit on SIGTERM/SIGINT when the application has no handler (see shutdown.ts). */
+  readonly drain: { readonly timeoutMs: number; readonly quietMs: number };
   /** Load the native addon (lazy buffers, own-payload memory) if it is there. */
   readonly native: boolean;
   readonly logLevel: string;
@@ -147,6 +153,16 @@ export async function loadStreamConfig(
           'ODB_FETCH_TIMEOUT',
         ),
         retries: Number(env.ODB_FETCH_RETRIES ?? file?.fetch?.retries ?? 2),
+      },
+      drain: {
+        timeoutMs: parseDuration(
+          env.ODB_DRAIN_TIMEOUT ?? file?.drain?.timeout ?? '10s',
+          'ODB_DRAIN_TIMEOUT',
+        ),
+        quietMs: parseDuration(
+          env.ODB_DRAIN_QUIET ?? file?.drain?.quiet ?? '1s',
+          'ODB_DRAIN_QUIET',
+        ),
       },
       native: onOff(env.ODB_NATIVE, 'ODB_NATIVE') ?? file?.native ?? true,
       logLevel: env.ODB_LOG_LEVEL ?? file?.logLevel ?? 'warn',

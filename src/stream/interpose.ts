@@ -2,7 +2,8 @@
  * Where stream mode enters Node's `net` module, process-wide:
  *   - `net.Server.prototype.emit('connection')`: sockets accepted on ODB ports get an
  *     OdbConnection (sniffing for a hello) and are kept away from the C++ HTTP parser's direct
- *     `consume` (their bytes must pass through the frame decoder);
+ *     `consume` (their bytes must pass through the frame decoder); every server event also goes
+ *     to the ServerRegistry, which a graceful exit drains;
  *   - `net.Socket.prototype.connect`: once connected to an ODB peer, the socket says hello (with
  *     `ODB_CONNECT=*`, after waiting briefly for the probe of a peer not known yet);
  *   - `net.Socket.prototype._writeGeneric` (Node 20: every socket write and writev ends there):
@@ -16,6 +17,7 @@ import { OdbConnection, writePlain } from './connection.js';
 import type { PeerPolicy } from './peers.js';
 import { retireAfterResponse } from './plain-retirement.js';
 import type { StreamRuntime } from './runtime.js';
+import type { ServerRegistry } from './servers.js';
 import { kOdbChecked, kOdbConnection, kOdbInternal, kOdbPlainPeer } from './symbols.js';
 
 type Marked = net.Socket & {
@@ -48,7 +50,11 @@ function connectTarget(args: unknown[]): { host: string; port: number } | undefi
   return undefined;
 }
 
-export function installInterposition(runtime: StreamRuntime, policy: PeerPolicy): void {
+export function installInterposition(
+  runtime: StreamRuntime,
+  policy: PeerPolicy,
+  servers: ServerRegistry,
+): void {
   const proto = net.Socket.prototype as unknown as {
     _writeGeneric: WriteGeneric;
     connect: (...args: unknown[]) => net.Socket;
@@ -63,6 +69,7 @@ export function installInterposition(runtime: StreamRuntime, policy: PeerPolicy)
     event: string | symbol,
     ...args: unknown[]
   ): boolean {
+    servers.onEmit(this, event, args);
     if (event === 'connection' && !(this instanceof tls.Server)) {
       const socket = args[0] as Marked;
       const port = (this.address() as AddressInfo | null)?.port;
