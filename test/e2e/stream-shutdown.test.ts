@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { request } from 'node:http';
+import { readFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { after, before, test } from 'node:test';
 import { freePort } from '../../src/harness/free-port.js';
@@ -16,7 +17,7 @@ import { syntheticSha256 } from '../../src/tiers/synthetic.js';
 import { workspace } from '../helpers/fixtures.js';
 import { get } from '../helpers/http.js';
 import { eventually } from '../helpers/net.js';
-import { odbEnv, startPeer, type Peer } from '../helpers/stream.js';
+import { odbEnv, startPeer, storePing, type Peer } from '../helpers/stream.js';
 
 const ws = workspace('odb-stream-shutdown-');
 const big = 16 * 1024 * 1024;
@@ -53,6 +54,15 @@ function refuses(port: number): Promise<boolean> {
     });
     socket.on('error', () => resolve(true));
   });
+}
+
+/** The kernel function the main thread of `pid` sleeps in (`handle_userfault`: a page fault). */
+function waitChannel(pid: number): string {
+  try {
+    return readFileSync(`/proc/${pid}/task/${pid}/wchan`, 'utf8');
+  } catch {
+    return 'unknown';
+  }
 }
 
 function running(p: NodeProgram): boolean {
@@ -147,6 +157,46 @@ for (const signal of ['SIGTERM', 'SIGINT'] as const) {
       assert.deepEqual(await ending(p), { code: 0, signal: null }, `${p.name}: ${p.stderr()}`);
   });
 }
+
+test('no handler of its own: a signal that arrives while the main thread waits for a lazy page takes effect once the page is there; the response completes byte-exact', async (t) => {
+  const [bePort, isPort, isStorePort] = [await freePort(), await freePort(), await freePort()];
+  const be = await peer('be', 'be-files.mjs', {
+    PORT: String(bePort),
+    FILES_DIR: ws.dir,
+    ODB_LISTEN: String(bePort),
+  });
+  // is-hash reads every body byte in JavaScript: each first touch of a page blocks its main
+  // thread until the agent has fetched it from the BE.
+  const is = await peer('is', 'is-hash.mjs', {
+    PORT: String(isPort),
+    UPSTREAM: `http://127.0.0.1:${bePort}`,
+    ODB_LISTEN: String(isPort),
+    ODB_CONNECT: `127.0.0.1:${bePort}`,
+    ODB_STORE_LISTEN: `127.0.0.1:${isStorePort}`,
+  });
+  const response = get(`http://127.0.0.1:${isPort}/f${big}.bin`);
+  await eventually(
+    async () => ((await storePing(`127.0.0.1:${isStorePort}`)).faults ?? 0) >= 2,
+    10_000,
+    'the IS to fault on the body',
+  );
+  be.child.kill('SIGSTOP'); // the owner stops answering: the IS's main thread waits for a page
+  try {
+    await new Promise((r) => setTimeout(r, 300));
+    t.diagnostic(`IS main thread waits in: ${waitChannel(is.child.pid!)}`);
+    is.child.kill('SIGTERM');
+    await new Promise((r) => setTimeout(r, 500));
+    t.diagnostic(
+      `IS listener while its main thread waits: ${(await refuses(isPort)) ? 'closed' : 'still up'}`,
+    );
+  } finally {
+    be.child.kill('SIGCONT');
+  }
+  const r = await response;
+  assert.ok(r.complete);
+  assert.equal(r.sha256, syntheticSha256(5, 0, big));
+  assert.deepEqual(await ending(is), { code: 0, signal: null }, is.stderr());
+});
 
 test('no handler of its own: a second signal kills at once; the drain timeout cuts a stalled client and exits 0', async () => {
   const serve = async (extra: Record<string, string>): Promise<Peer> => {
