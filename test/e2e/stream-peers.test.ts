@@ -110,7 +110,7 @@ async function steadyLoad(
   }
 }
 
-test('ODB_CONNECT=*: a busy keep-alive connection opened before the probe answered is retired and the load switches to ODB', async () => {
+test('ODB_CONNECT=*: a busy keep-alive connection opened before the probe answered is retired and the load switches to ODB', async (t) => {
   // No probe wait: the first connection to the BE is plain for sure, and stays in use.
   const c = await learningChain({ ODB_PROBE_WAIT: '0' });
   const url = `http://127.0.0.1:${c.fe.port}/f${size}.bin`;
@@ -120,6 +120,9 @@ test('ODB_CONNECT=*: a busy keep-alive connection opened before the probe answer
     `after ${requests} requests the IS still read ${(share * 100).toFixed(1)} % of the body bytes`,
   );
   const ping = await storePing(c.isStore);
+  t.diagnostic(
+    `after ${requests - 10} requests in 1.5 s, the IS read ${(share * 100).toFixed(3)} % of the next 10 bodies; plain connections retired: ${ping.plainRetired}`,
+  );
   assert.ok((ping.plainRetired ?? 0) >= 1, `plain connections retired: ${ping.plainRetired}`);
   assert.equal(ping.probeWaits, 0);
 });
