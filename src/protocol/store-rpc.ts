@@ -45,6 +45,15 @@ export interface StorePing {
   readonly lazyRegions?: number;
   /** A stream-mode agent's own-payload memory not yet freed, in bytes (with the addon). */
   readonly ownPayloadBytes?: number;
+  /**
+   * A stream-mode process learning peers (`ODB_CONNECT=*`): probes opened, connections that
+   * waited for one (and whose wait ran out), plain connections retired, hellos refused.
+   */
+  readonly probes?: number;
+  readonly probeWaits?: number;
+  readonly probeWaitsExpired?: number;
+  readonly plainRetired?: number;
+  readonly helloRefused?: number;
 }
 
 /** Request header asking the store to release the payload after a complete fetch. */

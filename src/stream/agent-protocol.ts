@@ -1,6 +1,7 @@
 /** Messages between a stream-mode process's application thread and its agent worker. */
 import type { LazyFeatures } from '../lazy/binding.js';
 import type { OwnPayloadHandle } from './own-payload.js';
+import type { PeerCounters } from './peers.js';
 
 /** What the agent is started with (workerData). */
 export interface AgentSettings {
@@ -32,6 +33,10 @@ export type AgentMessage =
   | { readonly type: 'retain'; readonly descriptor: string }
   /** This process is done with the reference a descriptor granted it (text form). */
   | { readonly type: 'release'; readonly descriptor: string }
+  /** The application thread's counters of learning peers, for the store's ping answer. */
+  | { readonly type: 'peer-counters'; readonly counters: PeerCounters }
+  /** How busy the store is (for a graceful exit); answered with `store-activity`. */
+  | { readonly type: 'store-activity'; readonly requestId: number }
   /** Fetch every missing page of a region (before a kernel write), answer `materialized`. */
   | { readonly type: 'materialize'; readonly regionId: number; readonly requestId: number }
   /** Without lazy buffers: fetch into `target`, then set `signal[0]` to 1 (or -1) and notify. */
@@ -54,6 +59,7 @@ export type AgentEvent =
   /** A payload left the store: its budget is free again (its memory was freed, or may go). */
   | { readonly type: 'dropped'; readonly id: string; readonly charge: number }
   | { readonly type: 'materialized'; readonly requestId: number; readonly error?: string }
+  | ({ readonly type: 'store-activity'; readonly requestId: number } & StoreActivity)
   | {
       readonly type: 'fetch-failed';
       readonly regionId: number;
@@ -61,3 +67,12 @@ export type AgentEvent =
       readonly message: string;
     }
   | { readonly type: 'log'; readonly level: 'warn' | 'info'; readonly message: string };
+
+/** How busy a process's store is: what a graceful exit waits for (see shutdown.ts). */
+export interface StoreActivity {
+  /** Payloads held (some peer may still fetch them). */
+  readonly entries: number;
+  /** Fetches being answered now, and fetches begun since the store started. */
+  readonly fetching: number;
+  readonly fetches: number;
+}

@@ -27,6 +27,7 @@ import { BufferStore } from '../rab/store.js';
 import type { AgentEvent, AgentMessage, AgentSettings } from './agent-protocol.js';
 import { CollectionPacer, obtainGc } from './collector.js';
 import { freedByCollection, ownPayloadSource } from './own-payload.js';
+import type { PeerCounters } from './peers.js';
 
 const settings = workerData as AgentSettings;
 const keyring = parseKeyFile(settings.keyText);
@@ -49,10 +50,13 @@ const store = new BufferStore({
 });
 /** What the agent did for the lazy buffers of this process (in the store's ping answer). */
 const counters = { faults: 0, faultBytes: 0, fetchFailures: 0 };
+/** What the application thread reported of learning peers (ODB_CONNECT=*). */
+let peerCounters: Partial<PeerCounters> = {};
 const server = new StoreServer({
   store,
   registrationWaitMs: 2000,
   pingExtras: () => ({
+    ...peerCounters,
     ...counters,
     lazyRegions: regions.size,
     ownPayloadBytes: ownMemory?.ownStats().liveBytes,
@@ -228,6 +232,18 @@ async function handle(message: AgentMessage): Promise<void> {
       if (info && !info.remoteReleased) reference('release', info.descriptor);
       return;
     }
+    case 'store-activity':
+      post({
+        type: 'store-activity',
+        requestId: message.requestId,
+        entries: store.stats.entries,
+        fetching: server.stats.inFlight,
+        fetches: server.stats.fetches,
+      });
+      return;
+    case 'peer-counters':
+      peerCounters = message.counters;
+      return;
     case 'retain':
     case 'release':
       reference(message.type, descriptorFromText(message.descriptor), message.descriptor);

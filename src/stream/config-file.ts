@@ -12,6 +12,7 @@ const fileSchema = z.strictObject({
   listen: ports.optional(),
   clientFacing: z.array(z.coerce.number().int().min(1).max(65535)).optional(),
   connect: z.union([z.literal('*'), z.array(z.string())]).optional(),
+  probeWait: z.union([z.string(), z.number()]).optional(),
   threshold: z.union([z.string(), z.number()]).optional(),
   gather: z
     .strictObject({
@@ -31,6 +32,12 @@ const fileSchema = z.strictObject({
     .strictObject({
       timeout: z.union([z.string(), z.number()]).optional(),
       retries: z.number().int().min(0).optional(),
+    })
+    .optional(),
+  drain: z
+    .strictObject({
+      timeout: z.union([z.string(), z.number()]).optional(),
+      quiet: z.union([z.string(), z.number()]).optional(),
     })
     .optional(),
   native: z.boolean().optional(),

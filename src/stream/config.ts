@@ -8,6 +8,8 @@
  *   ODB_CLIENT_FACING   ports that never speak ODB (with ODB_LISTEN=*)
  *   ODB_CONNECT         peers to speak ODB to: "10.0.0.5:8080,:8090" (":port" = any host), or "*"
  *                       (learn which peers answer a hello, on a separate probe connection)
+ *   ODB_PROBE_WAIT      with "*": how long a connection to a peer not known yet waits for the
+ *                       probe's verdict (default 50ms; 0: never wait)
  *   ODB_THRESHOLD       smallest write sent as a descriptor (default 64KiB)
  *   ODB_GATHER          largest payload gathered from consecutive large writes (default 4MiB;
  *                       0: each write its own payload); ODB_GATHER_WAIT: how long gathered
@@ -17,6 +19,10 @@
  *   ODB_STORE_BUDGET    memory for payloads sent as descriptors (default 256MiB)
  *   ODB_STORE_TTL       how long an unreleased payload stays fetchable (default 120s)
  *   ODB_FETCH_TIMEOUT   budget per fetch attempt (default 5s); ODB_FETCH_RETRIES (default 2)
+ *   ODB_DRAIN_TIMEOUT   on SIGTERM/SIGINT, when the application has no handler of its own: how long
+ *                       in-flight work may finish before the process exits (default 10s);
+ *                       ODB_DRAIN_QUIET: how long its store waits for a peer to start a fetch
+ *                       once nothing else is left (default 1s)
  *   ODB_NATIVE          "off": do not load the native addon (no lazy buffers: virtual data is
  *                       fetched on arrival; own payloads in SharedArrayBuffers); default on
  *   ODB_LOG_LEVEL       pino level for ODB's own messages (default warn)
@@ -37,6 +43,8 @@ export interface StreamConfig {
   readonly listen: readonly number[] | '*';
   readonly clientFacing: readonly number[];
   readonly connect: readonly PeerPattern[] | '*';
+  /** With `connect: '*'`: how long a connection to an unknown peer waits for the probe. */
+  readonly probeWaitMs: number;
   readonly thresholdBytes: number;
   /** Consecutive large writes share a payload up to `maxBytes` (0: off); see PayloadGatherer. */
   readonly gather: { readonly maxBytes: number; readonly waitMs: number };
@@ -47,6 +55,8 @@ export interface StreamConfig {
     readonly ttlMs: number;
   };
   readonly fetch: { readonly timeoutMs: number; readonly retries: number };
+  /** Graceful exit on SIGTERM/SIGINT when the application has no handler (see shutdown.ts). */
+  readonly drain: { readonly timeoutMs: number; readonly quietMs: number };
   /** Load the native addon (lazy buffers, own-payload memory) if it is there. */
   readonly native: boolean;
   readonly logLevel: string;
@@ -116,6 +126,7 @@ export async function loadStreamConfig(
           ? list(env.ODB_CLIENT_FACING).map((p) => port(p, 'ODB_CLIENT_FACING entry'))
           : (file?.clientFacing ?? []),
       connect: connectRaw === '*' ? '*' : connectRaw.map(peer),
+      probeWaitMs: parseDuration(env.ODB_PROBE_WAIT ?? file?.probeWait ?? '50ms', 'ODB_PROBE_WAIT'),
       thresholdBytes: parseSize(env.ODB_THRESHOLD ?? file?.threshold ?? '64KiB', 'ODB_THRESHOLD'),
       gather: {
         maxBytes: parseSize(env.ODB_GATHER ?? file?.gather?.max ?? '4MiB', 'ODB_GATHER'),
@@ -142,6 +153,16 @@ export async function loadStreamConfig(
           'ODB_FETCH_TIMEOUT',
         ),
         retries: Number(env.ODB_FETCH_RETRIES ?? file?.fetch?.retries ?? 2),
+      },
+      drain: {
+        timeoutMs: parseDuration(
+          env.ODB_DRAIN_TIMEOUT ?? file?.drain?.timeout ?? '10s',
+          'ODB_DRAIN_TIMEOUT',
+        ),
+        quietMs: parseDuration(
+          env.ODB_DRAIN_QUIET ?? file?.drain?.quiet ?? '1s',
+          'ODB_DRAIN_QUIET',
+        ),
       },
       native: onOff(env.ODB_NATIVE, 'ODB_NATIVE') ?? file?.native ?? true,
       logLevel: env.ODB_LOG_LEVEL ?? file?.logLevel ?? 'warn',

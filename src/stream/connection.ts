@@ -4,6 +4,9 @@
  *
  *   sniffing        accepted on an ODB port; the first bytes decide: a hello → odb (answered),
  *                   anything else → plain, those bytes delivered unchanged
+ *   deciding        we connected to a peer not known yet (`ODB_CONNECT=*`) and wait, briefly, for
+ *                   the probe's verdict; application writes wait for it; bytes from the peer
+ *                   first → plain (it speaks first, so it will not answer a hello)
  *   awaiting-hello  we connected and said hello; application writes wait for the answer; an
  *                   answer that is not a hello fails the connection (it was configured as ODB)
  *   odb             every byte both ways is framed; received R bytes are delivered as they come,
@@ -23,7 +26,7 @@ import { PayloadGatherer } from './payload-gatherer.js';
 import type { LazyView, StreamRuntime } from './runtime.js';
 import { kOdbConnection } from './symbols.js';
 
-type Mode = 'sniffing' | 'awaiting-hello' | 'odb' | 'plain';
+type Mode = 'sniffing' | 'deciding' | 'awaiting-hello' | 'odb' | 'plain';
 type WriteCallback = (err?: Error | null) => void;
 type WriteGeneric = (
   this: Socket,
@@ -73,6 +76,8 @@ export class OdbConnection {
    * Content-Length: at 0 the message is complete and what was gathered goes out.
    */
   #bodyRemaining: number | undefined;
+  /** Called when the peer does not answer our hello (see {@link OdbConnection.connect}). */
+  #onRefused: (() => void) | undefined;
 
   private constructor(
     socket: Socket,
@@ -111,15 +116,45 @@ export class OdbConnection {
     return new OdbConnection(socket, runtime, 'sniffing', writeGeneric);
   }
 
-  /** A connected socket to an ODB peer: say hello first. */
+  /**
+   * A connected socket to an ODB peer: say hello first. `onRefused`: the peer answered with
+   * something else, or closed, before answering.
+   */
   static connect(
     socket: Socket,
     runtime: StreamRuntime,
     writeGeneric: WriteGeneric,
+    onRefused?: () => void,
   ): OdbConnection {
     const connection = new OdbConnection(socket, runtime, 'awaiting-hello', writeGeneric);
+    connection.#onRefused = onRefused;
     connection.#raw(helloFrame());
     return connection;
+  }
+
+  /**
+   * A connected socket to a peer whose verdict is still coming: hold the application's writes
+   * until `verdict` settles, then say hello (true) or go plain (false).
+   */
+  static decide(
+    socket: Socket,
+    runtime: StreamRuntime,
+    writeGeneric: WriteGeneric,
+    verdict: Promise<boolean>,
+    onRefused?: () => void,
+  ): OdbConnection {
+    const connection = new OdbConnection(socket, runtime, 'deciding', writeGeneric);
+    connection.#onRefused = onRefused;
+    void verdict.then((odb) => connection.#decided(odb));
+    return connection;
+  }
+
+  #decided(odb: boolean): void {
+    // The peer spoke first (now plain), or the socket is gone: nothing to decide any more.
+    if (this.#mode !== 'deciding' || this.#socket.destroyed) return;
+    if (!odb) return this.#plain();
+    this.#mode = 'awaiting-hello';
+    this.#raw(helloFrame());
   }
 
   get mode(): Mode {
@@ -147,9 +182,13 @@ export class OdbConnection {
         } catch (err) {
           return this.#fail(err as OdbError);
         }
-      } else if (this.#sniffed.length > 0) {
-        this.#mode = 'plain';
-        this.#push(this.#sniffed);
+      } else {
+        // Closed before answering our hello: that peer does not speak ODB (any more).
+        if (this.#mode === 'awaiting-hello') this.#onRefused?.();
+        if (this.#sniffed.length > 0) {
+          this.#mode = 'plain';
+          this.#push(this.#sniffed);
+        }
       }
       return this.#push(null);
     }
@@ -158,6 +197,10 @@ export class OdbConnection {
         return this.#push(chunk, encoding);
       case 'odb':
         return this.#decode(chunk);
+      case 'deciding':
+        // The peer speaks first: it is not waiting for a hello, and will not answer one.
+        this.#plain();
+        return this.#push(chunk, encoding);
       case 'sniffing':
       case 'awaiting-hello':
         return this.#handshake(chunk);
@@ -172,6 +215,7 @@ export class OdbConnection {
     this.#sniffed = Buffer.alloc(0);
     if (hello === 'not-hello') {
       if (this.#mode === 'awaiting-hello') {
+        this.#onRefused?.();
         return this.#fail(
           new OdbError(
             'ODB_ERR_PROTOCOL',
@@ -226,6 +270,7 @@ export class OdbConnection {
   /** Called for every application write on this socket (see interpose.ts). */
   write(writev: boolean, data: unknown, encoding: string, cb: WriteCallback): void {
     switch (this.#mode) {
+      case 'deciding':
       case 'awaiting-hello':
         this.#held.push(() => this.write(writev, data, encoding, cb));
         return;

@@ -2,23 +2,29 @@
  * Where stream mode enters Node's `net` module, process-wide:
  *   - `net.Server.prototype.emit('connection')`: sockets accepted on ODB ports get an
  *     OdbConnection (sniffing for a hello) and are kept away from the C++ HTTP parser's direct
- *     `consume` (their bytes must pass through the frame decoder);
- *   - `net.Socket.prototype.connect`: once connected to an ODB peer, the socket says hello;
+ *     `consume` (their bytes must pass through the frame decoder); every server event also goes
+ *     to the ServerRegistry, which a graceful exit drains;
+ *   - `net.Socket.prototype.connect`: once connected to an ODB peer, the socket says hello (with
+ *     `ODB_CONNECT=*`, after waiting briefly for the probe of a peer not known yet);
  *   - `net.Socket.prototype._writeGeneric` (Node 20: every socket write and writev ends there):
- *     ODB sockets frame; plain sockets fetch lazy buffers first instead of letting the kernel fault.
+ *     ODB sockets frame; plain sockets fetch lazy buffers first instead of letting the kernel fault,
+ *     and a plain HTTP client socket to a peer since learned to speak ODB is retired.
  * TLS servers are left alone (ODB frames would have to sit under TLS).
  */
 import net, { type AddressInfo } from 'node:net';
 import tls from 'node:tls';
 import { OdbConnection, writePlain } from './connection.js';
 import type { PeerPolicy } from './peers.js';
+import { retireAfterResponse } from './plain-retirement.js';
 import type { StreamRuntime } from './runtime.js';
-import { kOdbChecked, kOdbConnection, kOdbInternal } from './symbols.js';
+import type { ServerRegistry } from './servers.js';
+import { kOdbChecked, kOdbConnection, kOdbInternal, kOdbPlainPeer } from './symbols.js';
 
 type Marked = net.Socket & {
   [kOdbConnection]?: OdbConnection;
   [kOdbInternal]?: boolean;
   [kOdbChecked]?: boolean;
+  [kOdbPlainPeer]?: { host: string; port: number };
   _handle?: { _consumed?: boolean } | null;
 };
 type WriteGeneric = (
@@ -44,7 +50,11 @@ function connectTarget(args: unknown[]): { host: string; port: number } | undefi
   return undefined;
 }
 
-export function installInterposition(runtime: StreamRuntime, policy: PeerPolicy): void {
+export function installInterposition(
+  runtime: StreamRuntime,
+  policy: PeerPolicy,
+  servers: ServerRegistry,
+): void {
   const proto = net.Socket.prototype as unknown as {
     _writeGeneric: WriteGeneric;
     connect: (...args: unknown[]) => net.Socket;
@@ -52,12 +62,14 @@ export function installInterposition(runtime: StreamRuntime, policy: PeerPolicy)
   const writeGeneric = proto._writeGeneric;
   const connect = proto.connect;
   const emit = net.Server.prototype.emit;
+  policy.onCount = () => runtime.reportPeerCounters(policy.counters);
 
   net.Server.prototype.emit = function odbEmit(
     this: net.Server,
     event: string | symbol,
     ...args: unknown[]
   ): boolean {
+    servers.onEmit(this, event, args);
     if (event === 'connection' && !(this instanceof tls.Server)) {
       const socket = args[0] as Marked;
       const port = (this.address() as AddressInfo | null)?.port;
@@ -77,14 +89,32 @@ export function installInterposition(runtime: StreamRuntime, policy: PeerPolicy)
       this[kOdbChecked] = true;
       const target = connectTarget(args);
       if (target) {
+        policy.prepare(target.host, target.port);
         this.prependOnceListener('connect', () => {
           if (this[kOdbConnection]) return;
-          const odb =
-            policy.connectsTo(target.host, target.port) ||
-            (this.remoteAddress !== undefined &&
-              this.remoteAddress !== target.host &&
-              policy.connectsTo(this.remoteAddress, target.port));
-          if (odb) OdbConnection.connect(this, runtime, writeGeneric);
+          if (!policy.learns) {
+            const odb =
+              policy.listed(target.host, target.port) ||
+              (this.remoteAddress !== undefined && policy.listed(this.remoteAddress, target.port));
+            if (odb) OdbConnection.connect(this, runtime, writeGeneric);
+            return;
+          }
+          // Learned peers are known by the address actually reached.
+          const peer = { host: this.remoteAddress ?? target.host, port: target.port };
+          const refused = (): void => policy.refused(peer.host, peer.port);
+          const verdict = policy.learned(peer.host, peer.port);
+          if (verdict === true) {
+            OdbConnection.connect(this, runtime, writeGeneric, refused);
+            return;
+          }
+          // Plain, for now: retired if the peer turns out to speak ODB after all.
+          if (verdict === false) this[kOdbPlainPeer] = peer;
+          else {
+            OdbConnection.decide(this, runtime, writeGeneric, verdict, refused);
+            void verdict.then((odb) => {
+              if (!odb) this[kOdbPlainPeer] = peer;
+            });
+          }
         });
       }
     }
@@ -95,6 +125,11 @@ export function installInterposition(runtime: StreamRuntime, policy: PeerPolicy)
     // While connecting, Node calls this again once connected: decide then.
     if (this.connecting) return writeGeneric.call(this, writev, data, encoding, cb);
     const connection = this[kOdbConnection];
+    const plainPeer = this[kOdbPlainPeer];
+    if (plainPeer && policy.knownOdb(plainPeer.host, plainPeer.port)) {
+      this[kOdbPlainPeer] = undefined;
+      if (retireAfterResponse(this)) policy.countRetired();
+    }
     if (connection) return connection.write(writev, data, encoding, cb);
     writePlain(runtime, this, writeGeneric, writev, data, encoding, cb);
   };

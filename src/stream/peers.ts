@@ -2,9 +2,17 @@
  * Which connections speak ODB. Accepted connections: only on listed ports (or all but the
  * client-facing ones with `*`), and only once the peer opened with a hello; anything else stays
  * plain, byte for byte. Outgoing connections: to listed peers; with `*`, to peers that answered a
- * hello on a separate probe connection (the application's own connection is never used to ask).
+ * hello on a separate probe connection (the application's own connection is never used to ask,
+ * since a plain peer would read the hello as its protocol's bytes).
+ *
+ * Learning with `*` has to reach busy keep-alive connections, which are opened once and reused
+ * for as long as the load lasts. Two things make it so (docs/stream-mode.md, "Learning peers"):
+ *   - a connection to a peer with no verdict yet waits for the probe, up to `probeWaitMs`
+ *     (the probe starts when the application calls `connect`, alongside its own handshake);
+ *   - a plain connection to a peer later learned to speak ODB is retired by the HTTP client that
+ *     owns it (see plain-retirement.ts), so its next connection speaks ODB.
  */
-import { Socket } from 'node:net';
+import { isIP, Socket } from 'node:net';
 import type { PeerPattern, StreamConfig } from './config.js';
 import { helloFrame, readHello } from './hello.js';
 import { kOdbInternal } from './symbols.js';
@@ -13,13 +21,40 @@ import { kOdbInternal } from './symbols.js';
 const probeTimeoutMs = 1000;
 const verdictTtlMs = 60_000;
 
+/** What learning peers did (the agent reports these in the store's ping). */
+export interface PeerCounters {
+  /** Probe connections opened. */
+  probes: number;
+  /** Application connections that waited for a probe, and those whose wait ran out. */
+  probeWaits: number;
+  probeWaitsExpired: number;
+  /** Plain connections to a peer learned to speak ODB, retired after their current response. */
+  plainRetired: number;
+  /** Hellos a learned peer did not answer: its verdict was forgotten. */
+  helloRefused: number;
+}
+
 export class PeerPolicy {
   readonly #config: StreamConfig;
   readonly #verdicts = new Map<string, { odb: boolean; at: number }>();
-  readonly #probing = new Set<string>();
+  readonly #probes = new Map<string, Promise<boolean>>();
+  readonly counters: PeerCounters = {
+    probes: 0,
+    probeWaits: 0,
+    probeWaitsExpired: 0,
+    plainRetired: 0,
+    helloRefused: 0,
+  };
+  /** Called when a counter moved (the runtime forwards them to the agent). */
+  onCount: () => void = () => {};
 
   constructor(config: StreamConfig) {
     this.#config = config;
+  }
+
+  /** True with `ODB_CONNECT=*`: outgoing ODB is learned by probing, not configured. */
+  get learns(): boolean {
+    return this.#config.connect === '*';
   }
 
   /** May connections accepted on this local port speak ODB (if the peer says hello)? */
@@ -29,42 +64,119 @@ export class PeerPolicy {
     return listen === '*' || listen.includes(port);
   }
 
-  /** Should a connection to host:port open with a hello? */
-  connectsTo(host: string, port: number): boolean {
+  /** With a list of peers: is host:port on it? */
+  listed(host: string, port: number): boolean {
     const { connect: peers } = this.#config;
-    if (peers !== '*')
-      return peers.some(
-        (p: PeerPattern) => p.port === port && (p.host === undefined || p.host === host),
-      );
-    const key = `${host}:${port}`;
-    const verdict = this.#verdicts.get(key);
-    if (verdict && Date.now() - verdict.at < verdictTtlMs) return verdict.odb;
-    this.#probe(host, port, key);
-    // A stale verdict holds while it is renewed; with none, the connection stays plain until a
-    // probe says otherwise.
-    return verdict?.odb ?? false;
+    if (peers === '*') return false;
+    return peers.some(
+      (p: PeerPattern) => p.port === port && (p.host === undefined || p.host === host),
+    );
   }
 
-  #probe(host: string, port: number, key: string): void {
-    if (this.#probing.has(key)) return;
-    this.#probing.add(key);
-    const socket = new Socket();
-    (socket as Socket & { [kOdbInternal]?: boolean })[kOdbInternal] = true;
-    socket.connect({ host, port });
-    let received = Buffer.alloc(0);
-    const done = (odb: boolean): void => {
-      if (!this.#probing.delete(key)) return;
-      this.#verdicts.set(key, { odb, at: Date.now() });
-      socket.destroy();
-    };
-    socket.setTimeout(probeTimeoutMs, () => done(false));
-    socket.on('error', () => done(false));
-    socket.on('close', () => done(false));
-    socket.on('connect', () => socket.write(helloFrame()));
-    socket.on('data', (data: Buffer) => {
-      received = Buffer.concat([received, data]);
-      const hello = readHello(received);
-      if (hello !== 'incomplete') done(hello !== 'not-hello');
+  /**
+   * The application is connecting to host:port: with `*`, a peer given by address and not known
+   * yet is probed now, so that the verdict may be in by the time the connection is up.
+   */
+  prepare(host: string, port: number): void {
+    if (!this.learns || isIP(host) === 0) return;
+    if (this.#fresh(`${host}:${port}`) === undefined) this.#probe(host, port);
+  }
+
+  /**
+   * With `*`: should a connection to host:port (the address it reached) open with a hello? The
+   * verdict when one is known (a stale one holds while a probe renews it); otherwise a promise of
+   * the probe's verdict that settles within the probe wait — false if the probe has not answered
+   * by then (the connection stays plain, and is retired later if it can be).
+   */
+  learned(host: string, port: number): boolean | Promise<boolean> {
+    const key = `${host}:${port}`;
+    const fresh = this.#fresh(key);
+    if (fresh !== undefined) return fresh;
+    const probe = this.#probe(host, port);
+    const stale = this.#verdicts.get(key);
+    if (stale) return stale.odb;
+    const waitMs = this.#config.probeWaitMs;
+    if (waitMs <= 0) return false;
+    this.#count('probeWaits');
+    return new Promise<boolean>((resolve) => {
+      // Unreferenced: waiting for a verdict must not keep a process alive by itself (the
+      // application's socket does, as long as the application keeps it).
+      const timer = setTimeout(() => {
+        this.#count('probeWaitsExpired');
+        resolve(false);
+      }, waitMs);
+      timer.unref();
+      void probe.then((odb) => {
+        clearTimeout(timer);
+        resolve(odb);
+      });
     });
+  }
+
+  /** Is host:port known to speak ODB now? (A plain connection to it may then be retired.) */
+  knownOdb(host: string, port: number): boolean {
+    return this.#verdicts.get(`${host}:${port}`)?.odb === true;
+  }
+
+  /**
+   * A learned peer did not answer an application connection's hello (its port changed owner, say):
+   * forget the verdict, so the next connection asks again instead of failing for a minute.
+   */
+  refused(host: string, port: number): void {
+    if (!this.learns) return;
+    this.#verdicts.delete(`${host}:${port}`);
+    this.#count('helloRefused');
+  }
+
+  /** Counts a plain connection retired after its current response (see plain-retirement.ts). */
+  countRetired(): void {
+    this.#count('plainRetired');
+  }
+
+  #count(counter: keyof PeerCounters): void {
+    this.counters[counter]++;
+    this.onCount();
+  }
+
+  /** A verdict younger than its time to live, if any. */
+  #fresh(key: string): boolean | undefined {
+    const verdict = this.#verdicts.get(key);
+    return verdict && Date.now() - verdict.at < verdictTtlMs ? verdict.odb : undefined;
+  }
+
+  /** The probe of host:port in progress, or a new one. */
+  #probe(host: string, port: number): Promise<boolean> {
+    const key = `${host}:${port}`;
+    const running = this.#probes.get(key);
+    if (running) return running;
+    this.#count('probes');
+    const probe = new Promise<boolean>((resolve) => {
+      const socket = new Socket();
+      (socket as Socket & { [kOdbInternal]?: boolean })[kOdbInternal] = true;
+      socket.connect({ host, port });
+      // A probe never keeps a process alive that would otherwise exit.
+      socket.unref();
+      let received = Buffer.alloc(0);
+      let settled = false;
+      const done = (odb: boolean): void => {
+        if (settled) return;
+        settled = true;
+        this.#probes.delete(key);
+        this.#verdicts.set(key, { odb, at: Date.now() });
+        socket.destroy();
+        resolve(odb);
+      };
+      socket.setTimeout(probeTimeoutMs, () => done(false));
+      socket.on('error', () => done(false));
+      socket.on('close', () => done(false));
+      socket.on('connect', () => socket.write(helloFrame()));
+      socket.on('data', (data: Buffer) => {
+        received = Buffer.concat([received, data]);
+        const hello = readHello(received);
+        if (hello !== 'incomplete') done(hello !== 'not-hello');
+      });
+    });
+    this.#probes.set(key, probe);
+    return probe;
   }
 }

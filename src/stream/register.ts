@@ -10,6 +10,8 @@ import { installInterposition } from './interpose.js';
 import { loadStreamConfig } from './config.js';
 import { PeerPolicy } from './peers.js';
 import { StreamRuntime } from './runtime.js';
+import { ServerRegistry } from './servers.js';
+import { GracefulExit } from './shutdown.js';
 
 /** What a process with stream mode installed exposes (for diagnostics and tests). */
 export interface StreamInstallation {
@@ -40,7 +42,10 @@ async function install(): Promise<StreamInstallation | 'off'> {
   const httpParser = installHttpParser(runtime);
   if (httpParser)
     log.warn(`${httpParser}: HTTP bodies are fetched when parsed (correct, no bypass)`);
-  installInterposition(runtime, new PeerPolicy(config));
+  const servers = new ServerRegistry();
+  installInterposition(runtime, new PeerPolicy(config), servers);
+  const noGracefulExit = GracefulExit.install(runtime, servers, log);
+  if (noGracefulExit) log.warn(`${noGracefulExit}: SIGTERM and SIGINT act as without ODB`);
   log.info({ endpoint: runtime.endpoint, features: runtime.features }, 'stream mode on');
   return { runtime, httpParser };
 }

@@ -19,10 +19,11 @@ import {
   signDescriptor,
   type Descriptor,
 } from '../protocol/descriptor.js';
-import type { AgentEvent, AgentMessage, AgentSettings } from './agent-protocol.js';
+import type { AgentEvent, AgentMessage, AgentSettings, StoreActivity } from './agent-protocol.js';
 import { CollectionPacer, obtainGc } from './collector.js';
 import { OwnPayloadAllocator, type OwnPayloadMemory } from './own-payload.js';
 import type { StreamConfig } from './config.js';
+import type { PeerCounters } from './peers.js';
 
 /** What the registry knows of a lazy buffer's memory. */
 interface LazyRegion {
@@ -100,6 +101,7 @@ export class StreamRuntime {
   #ownBytes = 0;
   #nextRequest = 1;
   readonly #pending = new Map<number, { resolve: () => void; reject: (err: Error) => void }>();
+  readonly #activityRequests = new Map<number, (activity: StoreActivity) => void>();
   readonly #live = new Map<number, LiveRegion>();
   /**
    * Every full collection this thread asks for. Noted: memory here that only a collection frees
@@ -249,6 +251,12 @@ export class StreamRuntime {
         else pending?.resolve();
         return;
       }
+      case 'store-activity': {
+        const { type: _type, requestId, ...activity } = event;
+        this.#activityRequests.get(requestId)?.(activity);
+        this.#activityRequests.delete(requestId);
+        return;
+      }
       case 'fetch-failed':
         this.stats.fetchFailures++;
         this.log.error(
@@ -356,6 +364,25 @@ export class StreamRuntime {
     }
     this.stats.materialized++;
     return Buffer.from(target);
+  }
+
+  /** Payloads this process sent as descriptors that its store still holds. */
+  get ownPayloadsHeld(): number {
+    return this.#own.size;
+  }
+
+  /** How busy this process's store is (what a graceful exit waits for). */
+  storeActivity(): Promise<StoreActivity> {
+    const requestId = this.#nextRequest++;
+    return new Promise((resolve) => {
+      this.#activityRequests.set(requestId, resolve);
+      this.#post({ type: 'store-activity', requestId });
+    });
+  }
+
+  /** Hands the counters of learning peers to the agent, which reports them in the store's ping. */
+  reportPeerCounters(counters: PeerCounters): void {
+    this.#post({ type: 'peer-counters', counters: { ...counters } });
   }
 
   /** Notes `bytes` of garbage on this thread that only a collection frees (see #collections). */

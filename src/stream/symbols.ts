@@ -6,3 +6,5 @@ export const kOdbConnection = Symbol('odb.connection');
 export const kOdbInternal = Symbol('odb.internal');
 /** Set once a socket's outgoing connection was checked against the policy. */
 export const kOdbChecked = Symbol('odb.checked');
+/** On an outgoing plain socket to a peer not known to speak ODB (`*`): the peer, to retire it. */
+export const kOdbPlainPeer = Symbol('odb.plainPeer');

@@ -35,6 +35,28 @@ test('variables alone: lists, sizes and defaults', async () => {
   assert.equal(config.store.budgetBytes, 256 * 1024 * 1024);
   assert.deepEqual(config.gather, { maxBytes: 4 * 1024 * 1024, waitMs: 5 });
   assert.equal(config.native, true);
+  assert.equal(config.probeWaitMs, 50);
+  assert.deepEqual(config.drain, { timeoutMs: 10_000, quietMs: 1000 });
+});
+
+test('probe wait and drain: variables, file keys, variables winning', async () => {
+  const path = configFile('drain.json', {
+    keyFile: '/k',
+    connect: '*',
+    probeWait: '20ms',
+    drain: { timeout: '30s', quiet: '2s' },
+  });
+  const fromFile = await loadStreamConfig({ ODB_CONFIG: path });
+  assert.equal(fromFile?.probeWaitMs, 20);
+  assert.deepEqual(fromFile?.drain, { timeoutMs: 30_000, quietMs: 2000 });
+  const fromEnv = await loadStreamConfig({
+    ODB_CONFIG: path,
+    ODB_PROBE_WAIT: '0',
+    ODB_DRAIN_TIMEOUT: '0',
+    ODB_DRAIN_QUIET: '250ms',
+  });
+  assert.equal(fromEnv?.probeWaitMs, 0);
+  assert.deepEqual(fromEnv?.drain, { timeoutMs: 0, quietMs: 250 });
 });
 
 test('a file, with variables winning over it', async () => {
@@ -70,6 +92,9 @@ test('bad settings fail with ODB_ERR_INVALID_OPTION naming the setting', async (
     [{ ODB_KEY_FILE: '/k', ODB_THRESHOLD: 'lots' }, /ODB_THRESHOLD/],
     [{ ODB_KEY_FILE: '/k', ODB_GATHER_WAIT: 'soon' }, /ODB_GATHER_WAIT/],
     [{ ODB_KEY_FILE: '/k', ODB_NATIVE: 'no' }, /ODB_NATIVE no/],
+    [{ ODB_KEY_FILE: '/k', ODB_PROBE_WAIT: 'brief' }, /ODB_PROBE_WAIT/],
+    [{ ODB_KEY_FILE: '/k', ODB_DRAIN_TIMEOUT: '-1s' }, /ODB_DRAIN_TIMEOUT/],
+    [{ ODB_KEY_FILE: '/k', ODB_DRAIN_QUIET: 'a while' }, /ODB_DRAIN_QUIET/],
     [{ ODB_LISTEN: '80' }, /ODB_KEY_FILE/],
     [{ ODB_CONFIG: configFile('extra.json', { keyFile: '/k', colour: 'blue' }) }, /colour/],
     [{ ODB_CONFIG: join(dir, 'absent.json') }, /absent\.json/],
