@@ -4,12 +4,14 @@ import { OdbError } from '../errors.js';
 import { defaultThresholdBytes } from '../http/backend.js';
 import { loadKeyring, type Keyring } from '../keys/keyring.js';
 import { createLogger, type Logger } from '../log.js';
+import type { HostPort } from '../net/address.js';
 import { defaultBudgetBytes, defaultTtlMs } from '../rab/store.js';
 import { startBackend } from '../tiers/be.js';
 import { startFrontend } from '../tiers/fe.js';
 import { startIntermediate } from '../tiers/is.js';
 import type { RunningTier } from '../tiers/tier.js';
 import { addOptions, defineOptions, optionTypes, resolveOptions } from './options.js';
+import { describeListenError, requireDirectory } from './startup-errors.js';
 
 const common = {
   metricsListen: {
@@ -155,16 +157,23 @@ function keyringFor(modeValue: string, path: string | undefined): Keyring | unde
       'odb mode needs --key-file (create one with: odb keygen --out FILE)',
     );
   }
-  return loadKeyring(path);
+  return loadKeyring(path, { setting: '--key-file' });
 }
 
 /** Runs a started tier until SIGTERM/SIGINT, logging the `ready` line scripts wait for. */
 async function serve(
   name: string,
   logger: Logger,
+  listeners: Readonly<Record<string, HostPort | undefined>>,
   start: () => Promise<RunningTier>,
 ): Promise<void> {
-  const tier = await start();
+  let tier: RunningTier;
+  try {
+    tier = await start();
+  } catch (err) {
+    // Name the flag whose address cannot be bound.
+    throw describeListenError(err, listeners) ?? err;
+  }
   // Always logged, whatever the level: scripts and tests wait for this line.
   logger.child({}, { level: 'info' }).info({ addresses: tier.addresses }, 'ready');
   let stopping = false;
@@ -191,7 +200,13 @@ export function registerTierCommands(program: Command): void {
     const o = resolveOptions(backendOptions, be);
     const logger = createLogger('odb-be', o.logLevel);
     const keyring = keyringFor(o.mode, o.keyFile);
-    await serve('be', logger, () =>
+    requireDirectory(o.root, '--root');
+    const listeners = {
+      '--listen': o.listen,
+      '--store-listen': o.mode === 'odb' ? o.storeListen : undefined,
+      '--metrics-listen': o.metricsListen,
+    };
+    await serve('be', logger, listeners, () =>
       startBackend({
         listen: o.listen,
         root: o.root,
@@ -214,7 +229,8 @@ export function registerTierCommands(program: Command): void {
   addOptions(is, intermediateOptions).action(async () => {
     const o = resolveOptions(intermediateOptions, is);
     const logger = createLogger('odb-is', o.logLevel);
-    await serve('is', logger, () =>
+    const listeners = { '--listen': o.listen, '--metrics-listen': o.metricsListen };
+    await serve('is', logger, listeners, () =>
       startIntermediate({
         listen: o.listen,
         upstreams: o.upstream,
@@ -232,7 +248,8 @@ export function registerTierCommands(program: Command): void {
     const o = resolveOptions(frontendOptions, fe);
     const logger = createLogger('odb-fe', o.logLevel);
     const keyring = keyringFor(o.mode, o.keyFile);
-    await serve('fe', logger, () =>
+    const listeners = { '--listen': o.listen, '--metrics-listen': o.metricsListen };
+    await serve('fe', logger, listeners, () =>
       startFrontend({
         listen: o.listen,
         upstream: o.upstream,

@@ -1,12 +1,13 @@
 // The `odb` command as users run it: exit codes, messages, help, key files, config files, demo.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { promisify } from 'node:util';
 import { odbBin, startOdbProcess } from '../../src/harness/tier-process.js';
-import { parseKeyFile } from '../../src/keys/keyring.js';
+import { formatKeyFile, generateClusterKey, parseKeyFile } from '../../src/keys/keyring.js';
 import { workspace } from '../helpers/fixtures.js';
 
 const run = promisify(execFile);
@@ -42,7 +43,7 @@ test('odb mode does not start without a key; vanilla does', async () => {
     const extra =
       tier === 'fe' ? ['--upstream', 'http://127.0.0.1:9'] : ['--store-listen', '127.0.0.1:0'];
     const r = await odb(tier, '--listen', '127.0.0.1:0', ...extra);
-    assert.equal(r.code, 1);
+    assert.equal(r.code, 2);
     assert.match(r.stderr, /--key-file.*odb keygen.*ODB_ERR_KEY_FILE/);
   }
   const vanilla = await startOdbProcess('be', [
@@ -53,6 +54,118 @@ test('odb mode does not start without a key; vanilla does', async () => {
     'vanilla',
   ]);
   await vanilla.stop();
+});
+
+/** The one line a start-up error must be: `odb: … [CODE]`, no stack trace. */
+function assertOneLine(r: { stderr: string }, code: string): string {
+  const lines = r.stderr.trim().split('\n');
+  assert.equal(lines.length, 1, `one line expected: ${r.stderr}`);
+  assert.match(lines[0]!, new RegExp(`^odb: .*\\[${code}\\]$`));
+  assert.doesNotMatch(r.stderr, /\n\s+at /);
+  return lines[0]!;
+}
+
+test('a missing, empty, corrupt, weak or group-readable key file: one line naming --key-file and the fix, exit 2', async () => {
+  const good = generateClusterKey().secret.toString('base64');
+  const file = (name: string, text: string, mode = 0o600): string => {
+    const path = join(ws.dir, name);
+    writeFileSync(path, text);
+    chmodSync(path, mode);
+    return path;
+  };
+  const keyFiles: [string, RegExp][] = [
+    [join(ws.dir, 'absent.key'), /no such file; create one with: odb keygen --out /],
+    [file('empty.key', ''), /empty/],
+    [file('corrupt.key', '{"version": 1, "keys": [{"id": 1,'), /not JSON/],
+    [file('readable.key', formatKeyFile([generateClusterKey()]), 0o644), /chmod 600/],
+    [
+      file(
+        'zero.key',
+        JSON.stringify({ version: 1, keys: [{ id: 1, secret: 'A'.repeat(43) + '=' }] }),
+      ),
+      /repeated byte/,
+    ],
+    [
+      file('stray.key', JSON.stringify({ version: 1, keys: [{ id: 1, secret: `${good}!!` }] })),
+      /canonical base64/,
+    ],
+  ];
+  for (const [path, reason] of keyFiles) {
+    for (const tier of ['be', 'fe']) {
+      const extra =
+        tier === 'fe' ? ['--upstream', 'http://127.0.0.1:9'] : ['--store-listen', '127.0.0.1:0'];
+      const r = await odb(tier, '--listen', '127.0.0.1:0', '--key-file', path, ...extra);
+      assert.equal(r.code, 2, `${tier} ${path}: ${r.stderr}`);
+      const line = assertOneLine(r, 'ODB_ERR_KEY_FILE');
+      assert.ok(line.includes(`--key-file ${path}`), line);
+      assert.match(line, reason);
+    }
+  }
+});
+
+test('a listen address in use or not bindable names its flag, exit 2', async () => {
+  const holder = createServer();
+  await new Promise<void>((resolve) => holder.listen(0, '127.0.0.1', resolve));
+  const taken = `127.0.0.1:${(holder.address() as { port: number }).port}`;
+  try {
+    const cases: [string[], string, RegExp][] = [
+      [['be', '--mode', 'vanilla', '--listen', taken], `--listen ${taken}`, /already in use/],
+      [
+        ['be', '--key-file', ws.keyFile, '--listen', '127.0.0.1:0', '--store-listen', taken],
+        `--store-listen ${taken}`,
+        /already in use/,
+      ],
+      [
+        ['is', '--upstream', 'http://127.0.0.1:9', '--listen', '127.0.0.1:0'].concat([
+          '--metrics-listen',
+          taken,
+        ]),
+        `--metrics-listen ${taken}`,
+        /already in use/,
+      ],
+      [
+        ['fe', '--mode', 'vanilla', '--upstream', 'http://127.0.0.1:9', '--listen', '192.0.2.1:0'],
+        '--listen 192.0.2.1:0',
+        /no interface of this host has that address/,
+      ],
+    ];
+    for (const [args, named, reason] of cases) {
+      const r = await odb(...args);
+      assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
+      const line = assertOneLine(r, 'ODB_ERR_LISTEN');
+      assert.ok(line.includes(named), line);
+      assert.match(line, reason);
+    }
+  } finally {
+    holder.close();
+  }
+});
+
+test('a missing --root, bad option values and config-file values: one line, exit 2', async () => {
+  const missing = join(ws.dir, 'no-such-dir');
+  const root = await odb('be', '--mode', 'vanilla', '--listen', '127.0.0.1:0', '--root', missing);
+  assert.equal(root.code, 2);
+  assert.ok(assertOneLine(root, 'ODB_ERR_INVALID_OPTION').includes(`--root ${missing}`));
+  const config = (name: string, content: unknown): string => {
+    const path = join(ws.dir, name);
+    writeFileSync(path, typeof content === 'string' ? content : JSON.stringify(content));
+    return path;
+  };
+  const cases: [string[], RegExp][] = [
+    [['be', '--listen', '127.0.0.1:99999'], /--listen/],
+    [['be', '--config', join(ws.dir, 'absent.json')], /--config .*absent\.json: no such file/],
+    [['be', '--config', config('broken.json', '{"listen":')], /--config .*not JSON/],
+    [['be', '--config', config('badvalue.json', { storeTtl: 'forever' })], /storeTtl/],
+    [
+      ['is', '--config', config('badcount.json', { upstream: ['http://a:1'], connections: 0 })],
+      /connections/,
+    ],
+  ];
+  for (const [args, named] of cases) {
+    const r = await odb(...args);
+    assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
+    assert.match(assertOneLine(r, 'ODB_ERR_INVALID_OPTION'), named);
+  }
 });
 
 test('bad options exit 2 and name the option', async () => {
