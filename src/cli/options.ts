@@ -62,6 +62,16 @@ export const optionTypes = {
     z.string().regex(/^(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\]):\d{1,5}$/, 'host:port'),
   ),
   flag: z.union([z.boolean(), z.enum(['true', 'false']).transform((s) => s === 'true')]),
+  keyId: fromParser((raw) => {
+    const id = /^\d{1,5}$/.test(String(raw)) ? Number(raw) : NaN;
+    if (!(id <= 0xffff)) {
+      throw new OdbError(
+        'ODB_ERR_INVALID_OPTION',
+        `${JSON.stringify(raw)} is not a key id (0..65535)`,
+      );
+    }
+    return id;
+  }),
 } as const;
 
 /** Every command also takes `--config FILE`. */

@@ -1,7 +1,16 @@
 // The `odb` command as users run it: exit codes, messages, help, key files, config files, demo.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { chmodSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  lstatSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
@@ -64,6 +73,74 @@ function assertOneLine(r: { stderr: string }, code: string): string {
   assert.doesNotMatch(r.stderr, /\n\s+at /);
   return lines[0]!;
 }
+
+test('keygen --force replaces a symlink instead of writing through it, and leaves mode 0600', async () => {
+  const victim = join(ws.dir, 'victim.txt');
+  writeFileSync(victim, 'not a key\n', { mode: 0o644 });
+  const link = join(ws.dir, 'link.key');
+  symlinkSync(victim, link);
+  const r = await odb('keygen', '--out', link, '--force');
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(readFileSync(victim, 'utf8'), 'not a key\n');
+  assert.ok(!lstatSync(link).isSymbolicLink());
+  assert.equal(lstatSync(link).mode & 0o777, 0o600);
+  parseKeyFile(readFileSync(link, 'utf8'));
+  // An existing world-readable file is replaced by a private one.
+  const open = join(ws.dir, 'open.key');
+  writeFileSync(open, formatKeyFile([generateClusterKey()]));
+  chmodSync(open, 0o644);
+  assert.equal((await odb('keygen', '--out', open, '--force')).code, 0);
+  assert.equal(statSync(open).mode & 0o777, 0o600);
+  // Without --force, an existing name (a dangling link too) is refused and left alone.
+  const dangling = join(ws.dir, 'dangling.key');
+  symlinkSync(join(ws.dir, 'nowhere'), dangling);
+  const refused = await odb('keygen', '--out', dangling);
+  assert.equal(refused.code, 2);
+  assertOneLine(refused, 'ODB_ERR_KEY_FILE');
+  assert.equal(readlinkSync(dangling), join(ws.dir, 'nowhere'));
+  assert.deepEqual(
+    readdirSync(ws.dir).filter((f) => f.endsWith('.tmp')),
+    [],
+    'no temporary file left behind',
+  );
+});
+
+test('keygen --add, --promote and --retire rotate keys in place', async () => {
+  const path = join(ws.dir, 'rotate.key');
+  assert.equal((await odb('keygen', '--out', path)).code, 0);
+  const old = parseKeyFile(readFileSync(path, 'utf8')).signing;
+  const added = await odb('keygen', '--out', path, '--add');
+  assert.equal(added.code, 0, added.stderr);
+  const newId = Number(/added key (\d+)/.exec(added.stdout)?.[1]);
+  let ring = parseKeyFile(readFileSync(path, 'utf8'));
+  assert.deepEqual(
+    ring.keys.map((k) => k.id),
+    [old.id, newId],
+    'the new key verifies, the old one still signs',
+  );
+  assert.deepEqual(ring.signing.secret, old.secret);
+  assert.equal(statSync(path).mode & 0o777, 0o600);
+  assert.equal((await odb('keygen', '--out', path, '--promote', String(newId))).code, 0);
+  ring = parseKeyFile(readFileSync(path, 'utf8'));
+  assert.deepEqual(
+    ring.keys.map((k) => k.id),
+    [newId, old.id],
+  );
+  const signing = await odb('keygen', '--out', path, '--retire', String(newId));
+  assert.equal(signing.code, 2);
+  assert.match(assertOneLine(signing, 'ODB_ERR_KEY_FILE'), /promote another key first/);
+  assert.equal((await odb('keygen', '--out', path, '--retire', String(old.id))).code, 0);
+  assert.deepEqual(
+    parseKeyFile(readFileSync(path, 'utf8')).keys.map((k) => k.id),
+    [newId],
+  );
+  const unknown = await odb('keygen', '--out', path, '--promote', String((newId + 1) % 65536));
+  assert.equal(unknown.code, 2);
+  assert.match(assertOneLine(unknown, 'ODB_ERR_KEY_FILE'), /holds no key with id/);
+  const both = await odb('keygen', '--out', path, '--add', '--force');
+  assert.equal(both.code, 2);
+  assertOneLine(both, 'ODB_ERR_INVALID_OPTION');
+});
 
 test('a missing, empty, corrupt, weak or group-readable key file: one line naming --key-file and the fix, exit 2', async () => {
   const good = generateClusterKey().secret.toString('base64');
@@ -160,6 +237,7 @@ test('a missing --root, bad option values and config-file values: one line, exit
       ['is', '--config', config('badcount.json', { upstream: ['http://a:1'], connections: 0 })],
       /connections/,
     ],
+    [['keygen', '--out', join(ws.dir, 'x.key'), '--promote', 'first'], /--promote/],
   ];
   for (const [args, named] of cases) {
     const r = await odb(...args);
