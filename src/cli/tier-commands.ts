@@ -3,15 +3,14 @@ import type { Command } from 'commander';
 import { OdbError } from '../errors.js';
 import { defaultThresholdBytes } from '../http/backend.js';
 import { loadKeyring, type Keyring } from '../keys/keyring.js';
-import { createLogger, type Logger } from '../log.js';
-import type { HostPort } from '../net/address.js';
+import { createLogger } from '../log.js';
 import { defaultBudgetBytes, defaultTtlMs } from '../rab/store.js';
 import { startBackend } from '../tiers/be.js';
 import { startFrontend } from '../tiers/fe.js';
 import { startIntermediate } from '../tiers/is.js';
-import type { RunningTier } from '../tiers/tier.js';
 import { addOptions, defineOptions, optionTypes, resolveOptions } from './options.js';
-import { describeListenError, requireDirectory } from './startup-errors.js';
+import { serve } from './serve.js';
+import { requireDirectory } from './startup-errors.js';
 
 const common = {
   metricsListen: {
@@ -24,6 +23,12 @@ const common = {
     description: 'fatal, error, warn, info, debug, trace or silent',
     schema: optionTypes.logLevel,
     default: 'info',
+  },
+  drainTimeout: {
+    flag: '--drain-timeout <duration>',
+    description: 'on SIGTERM/SIGINT, how long responses in flight may take to finish',
+    schema: optionTypes.duration,
+    default: '10s',
   },
 } as const;
 
@@ -160,35 +165,12 @@ function keyringFor(modeValue: string, path: string | undefined): Keyring | unde
   return loadKeyring(path, { setting: '--key-file' });
 }
 
-/** Runs a started tier until SIGTERM/SIGINT, logging the `ready` line scripts wait for. */
-async function serve(
-  name: string,
-  logger: Logger,
-  listeners: Readonly<Record<string, HostPort | undefined>>,
-  start: () => Promise<RunningTier>,
-): Promise<void> {
-  let tier: RunningTier;
-  try {
-    tier = await start();
-  } catch (err) {
-    // Name the flag whose address cannot be bound.
-    throw describeListenError(err, listeners) ?? err;
-  }
-  // Always logged, whatever the level: scripts and tests wait for this line.
-  logger.child({}, { level: 'info' }).info({ addresses: tier.addresses }, 'ready');
-  let stopping = false;
-  const stop = (signal: string): void => {
-    if (stopping) return;
-    stopping = true;
-    logger.info({ signal }, `${name} stopping`);
-    setTimeout(() => process.exit(0), 5000).unref();
-    tier.close().then(
-      () => process.exit(0),
-      () => process.exit(1),
-    );
-  };
-  process.on('SIGTERM', () => stop('SIGTERM'));
-  process.on('SIGINT', () => stop('SIGINT'));
+/** What SIGHUP reloads: the key file, when the tier has one. */
+function reloadable(
+  path: string | undefined,
+  keyring: Keyring | undefined,
+): { path: string; keyring: Keyring } | undefined {
+  return path && keyring ? { path, keyring } : undefined;
 }
 
 /** Registers the three tier commands. */
@@ -201,26 +183,32 @@ export function registerTierCommands(program: Command): void {
     const logger = createLogger('odb-be', o.logLevel);
     const keyring = keyringFor(o.mode, o.keyFile);
     requireDirectory(o.root, '--root');
-    const listeners = {
-      '--listen': o.listen,
-      '--store-listen': o.mode === 'odb' ? o.storeListen : undefined,
-      '--metrics-listen': o.metricsListen,
-    };
-    await serve('be', logger, listeners, () =>
-      startBackend({
-        listen: o.listen,
-        root: o.root,
-        mode: o.mode,
-        storeListen: o.storeListen,
-        storeAdvertise: o.storeAdvertise,
-        keyring,
-        thresholdBytes: o.threshold,
-        storeBudgetBytes: o.storeBudget,
-        storeTtlMs: o.storeTtl,
-        metricsListen: o.metricsListen,
-        logger,
-      }),
-    );
+    await serve({
+      name: 'be',
+      logger,
+      drainTimeoutMs: o.drainTimeout,
+      listeners: {
+        '--listen': o.listen,
+        '--store-listen': o.mode === 'odb' ? o.storeListen : undefined,
+        '--metrics-listen': o.metricsListen,
+      },
+      keys: reloadable(o.keyFile, keyring),
+      start: () =>
+        startBackend({
+          listen: o.listen,
+          root: o.root,
+          mode: o.mode,
+          storeListen: o.storeListen,
+          storeAdvertise: o.storeAdvertise,
+          keyring,
+          thresholdBytes: o.threshold,
+          storeBudgetBytes: o.storeBudget,
+          storeTtlMs: o.storeTtl,
+          drainTimeoutMs: o.drainTimeout,
+          metricsListen: o.metricsListen,
+          logger,
+        }),
+    });
   });
 
   const is = program
@@ -229,16 +217,20 @@ export function registerTierCommands(program: Command): void {
   addOptions(is, intermediateOptions).action(async () => {
     const o = resolveOptions(intermediateOptions, is);
     const logger = createLogger('odb-is', o.logLevel);
-    const listeners = { '--listen': o.listen, '--metrics-listen': o.metricsListen };
-    await serve('is', logger, listeners, () =>
-      startIntermediate({
-        listen: o.listen,
-        upstreams: o.upstream,
-        connectionsPerUpstream: o.connections,
-        metricsListen: o.metricsListen,
-        logger,
-      }),
-    );
+    await serve({
+      name: 'is',
+      logger,
+      drainTimeoutMs: o.drainTimeout,
+      listeners: { '--listen': o.listen, '--metrics-listen': o.metricsListen },
+      start: () =>
+        startIntermediate({
+          listen: o.listen,
+          upstreams: o.upstream,
+          connectionsPerUpstream: o.connections,
+          metricsListen: o.metricsListen,
+          logger,
+        }),
+    });
   });
 
   const fe = program
@@ -248,19 +240,24 @@ export function registerTierCommands(program: Command): void {
     const o = resolveOptions(frontendOptions, fe);
     const logger = createLogger('odb-fe', o.logLevel);
     const keyring = keyringFor(o.mode, o.keyFile);
-    const listeners = { '--listen': o.listen, '--metrics-listen': o.metricsListen };
-    await serve('fe', logger, listeners, () =>
-      startFrontend({
-        listen: o.listen,
-        upstream: o.upstream,
-        mode: o.mode,
-        keyring,
-        allowedStores: o.storeAllow,
-        fetchTimeoutMs: o.fetchTimeout,
-        connectionsPerUpstream: o.connections,
-        metricsListen: o.metricsListen,
-        logger,
-      }),
-    );
+    await serve({
+      name: 'fe',
+      logger,
+      drainTimeoutMs: o.drainTimeout,
+      listeners: { '--listen': o.listen, '--metrics-listen': o.metricsListen },
+      keys: reloadable(o.keyFile, keyring),
+      start: () =>
+        startFrontend({
+          listen: o.listen,
+          upstream: o.upstream,
+          mode: o.mode,
+          keyring,
+          allowedStores: o.storeAllow,
+          fetchTimeoutMs: o.fetchTimeout,
+          connectionsPerUpstream: o.connections,
+          metricsListen: o.metricsListen,
+          logger,
+        }),
+    });
   });
 }

@@ -37,6 +37,11 @@ export interface BackendConfig {
   readonly thresholdBytes: number;
   readonly storeBudgetBytes: number;
   readonly storeTtlMs: number;
+  /**
+   * On close, how long at most the store keeps serving payloads registered before it (their
+   * descriptors are out; front ends fetch them after the response head). Default 0: close at once.
+   */
+  readonly drainTimeoutMs?: number;
   readonly metricsListen?: HostPort;
   readonly logger: Logger;
 }
@@ -168,10 +173,35 @@ export async function startBackend(config: BackendConfig): Promise<RunningTier> 
     metricsListen: config.metricsListen,
     addresses,
     closeParts: async () => {
+      if (storeServer && config.drainTimeoutMs) {
+        await untilDrained(storeServer, Date.now() + config.drainTimeoutMs);
+      }
       await storeServer?.close();
       storeServer?.store.close();
     },
   });
+}
+
+/** How long a draining store waits for a fetch to start before it calls what it holds orphaned. */
+const drainQuietMs = 1000;
+
+/**
+ * Resolves once the store holds nothing (every payload fetched and released), or when no fetch
+ * has streamed or started for {@link drainQuietMs} (what is left has no fetcher coming: its
+ * client went away or its descriptor was refused; it would only expire), or at `deadline`.
+ */
+async function untilDrained(server: StoreServer, deadline: number): Promise<void> {
+  let fetches = server.stats.fetches;
+  let activeAt = Date.now();
+  for (;;) {
+    const now = Date.now();
+    if (server.store.stats.entries === 0 || now >= deadline || now - activeAt >= drainQuietMs) {
+      return;
+    }
+    if (server.stats.inFlight > 0 || server.stats.fetches !== fetches) activeAt = now;
+    fetches = server.stats.fetches;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
 }
 
 /** An ordinary streaming handler: synthetic bytes in `chunk`-sized writes, no Content-Length. */
