@@ -72,6 +72,7 @@ export const optionTypes = {
     }
     return id;
   }),
+  symlinks: z.enum(['inside', 'none', 'any']),
 } as const;
 
 /** Every command also takes `--config FILE`. */

@@ -1,4 +1,6 @@
 /** `odb be`, `odb is`, `odb fe`: option tables and start-up of the tiers. */
+import { realpathSync } from 'node:fs';
+import { sep } from 'node:path';
 import type { Command } from 'commander';
 import { OdbError } from '../errors.js';
 import { defaultThresholdBytes } from '../http/backend.js';
@@ -89,6 +91,13 @@ export const backendOptions = defineOptions({
     schema: optionTypes.duration,
     default: `${defaultTtlMs / 1000}s`,
   },
+  symlinks: {
+    flag: '--symlinks <policy>',
+    description:
+      'symbolic links under --root: inside (followed if they stay in it), none (never), any',
+    schema: optionTypes.symlinks,
+    default: 'inside',
+  },
   ...common,
 });
 
@@ -173,6 +182,16 @@ function reloadable(
   return path && keyring ? { path, keyring } : undefined;
 }
 
+/** True when `path` (resolved) lies under the directory `dir` (resolved). */
+function liesUnder(path: string, dir: string): boolean {
+  try {
+    const from = realpathSync(dir);
+    return realpathSync(path).startsWith(from.endsWith(sep) ? from : from + sep);
+  } catch {
+    return false;
+  }
+}
+
 /** Registers the three tier commands. */
 export function registerTierCommands(program: Command): void {
   const be = program
@@ -183,6 +202,12 @@ export function registerTierCommands(program: Command): void {
     const logger = createLogger('odb-be', o.logLevel);
     const keyring = keyringFor(o.mode, o.keyFile);
     requireDirectory(o.root, '--root');
+    if (o.keyFile && liesUnder(o.keyFile, o.root)) {
+      logger.warn(
+        { keyFile: o.keyFile, root: o.root },
+        'the key file lies under --root: it is never served, but move it out of the served tree',
+      );
+    }
     await serve({
       name: 'be',
       logger,
@@ -204,6 +229,8 @@ export function registerTierCommands(program: Command): void {
           thresholdBytes: o.threshold,
           storeBudgetBytes: o.storeBudget,
           storeTtlMs: o.storeTtl,
+          keyFile: o.keyFile,
+          symlinks: o.symlinks,
           drainTimeoutMs: o.drainTimeout,
           metricsListen: o.metricsListen,
           logger,

@@ -16,7 +16,7 @@ import type { Logger } from '../log.js';
 import { TierMetrics, samplesByLabel } from './metrics.js';
 import { planResponse, type ResponsePlan } from './representation.js';
 import { SocketByteCounter } from './socket-counter.js';
-import { findStaticFile } from './static-file.js';
+import { StaticRoot, type SymlinkPolicy } from './static-file.js';
 import {
   SyntheticPayload,
   defaultSyntheticSeed,
@@ -37,6 +37,10 @@ export interface BackendConfig {
   readonly thresholdBytes: number;
   readonly storeBudgetBytes: number;
   readonly storeTtlMs: number;
+  /** The key file's path, if any: it is never served, even when it lies under `root`. */
+  readonly keyFile?: string;
+  /** Symbolic links under `root`: see {@link SymlinkPolicy}; default `inside`. */
+  readonly symlinks?: SymlinkPolicy;
   /**
    * On close, how long at most the store keeps serving payloads registered before it (their
    * descriptors are out; front ends fetch them after the response head). Default 0: close at once.
@@ -55,6 +59,11 @@ export async function startBackend(config: BackendConfig): Promise<RunningTier> 
   const clientSockets = new SocketByteCounter();
   const storeSockets = new SocketByteCounter();
   const counts = { requests: 0, realBodyBytes: 0 };
+  const files = new StaticRoot(
+    config.root,
+    config.symlinks,
+    config.keyFile === undefined ? [] : [config.keyFile],
+  );
   let backend: OdbBackend | undefined;
   let storeServer: StoreServer | undefined;
   const addresses: Record<string, string> = {};
@@ -140,7 +149,7 @@ export async function startBackend(config: BackendConfig): Promise<RunningTier> 
       respond(req, res, plan, () => new SyntheticPayload(seed, plan.start, plan.length));
       return;
     }
-    findStaticFile(config.root, url.pathname).then(
+    files.find(url.pathname).then(
       (file) => {
         if (!file) {
           res
@@ -165,6 +174,16 @@ export async function startBackend(config: BackendConfig): Promise<RunningTier> 
 
   const metrics = new TierMetrics('be', config.mode);
   mirrorBackendMetrics(metrics, { counts, clientSockets, storeSockets, backend, storeServer });
+  metrics.mirror({
+    name: 'odb_files_refused_total',
+    help: 'File lookups answered 404 by policy: a symbolic link --symlinks refuses, or the key file',
+    type: 'counter',
+    labelNames: ['reason'],
+    read: () => [
+      [{ reason: 'symlink' }, files.stats.refusedSymlinks],
+      [{ reason: 'key_file' }, files.stats.refusedNeverServed],
+    ],
+  });
   return runTier({
     handler: handle,
     listen: config.listen,

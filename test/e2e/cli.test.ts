@@ -230,6 +230,7 @@ test('a missing --root, bad option values and config-file values: one line, exit
   };
   const cases: [string[], RegExp][] = [
     [['be', '--listen', '127.0.0.1:99999'], /--listen/],
+    [['be', '--symlinks', 'sometimes'], /--symlinks/],
     [['fe', '--upstream', 'http://a:1', '--drain-timeout', 'soon'], /--drain-timeout/],
     [['be', '--config', join(ws.dir, 'absent.json')], /--config .*absent\.json: no such file/],
     [['be', '--config', config('broken.json', '{"listen":')], /--config .*not JSON/],
