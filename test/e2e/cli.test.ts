@@ -17,6 +17,7 @@ import { after, test } from 'node:test';
 import { promisify } from 'node:util';
 import { odbBin, startOdbProcess } from '../../src/harness/tier-process.js';
 import { formatKeyFile, generateClusterKey, parseKeyFile } from '../../src/keys/keyring.js';
+import { forEachConcurrently } from '../helpers/concurrently.js';
 import { workspace } from '../helpers/fixtures.js';
 
 const run = promisify(execFile);
@@ -167,17 +168,18 @@ test('a missing, empty, corrupt, weak or group-readable key file: one line namin
       /canonical base64/,
     ],
   ];
-  for (const [path, reason] of keyFiles) {
-    for (const tier of ['be', 'fe']) {
-      const extra =
-        tier === 'fe' ? ['--upstream', 'http://127.0.0.1:9'] : ['--store-listen', '127.0.0.1:0'];
-      const r = await odb(tier, '--listen', '127.0.0.1:0', '--key-file', path, ...extra);
-      assert.equal(r.code, 2, `${tier} ${path}: ${r.stderr}`);
-      const line = assertOneLine(r, 'ODB_ERR_KEY_FILE');
-      assert.ok(line.includes(`--key-file ${path}`), line);
-      assert.match(line, reason);
-    }
-  }
+  const runs = keyFiles.flatMap(([path, reason]) =>
+    ['be', 'fe'].map((tier) => [tier, path, reason] as const),
+  );
+  await forEachConcurrently(runs, 4, async ([tier, path, reason]) => {
+    const extra =
+      tier === 'fe' ? ['--upstream', 'http://127.0.0.1:9'] : ['--store-listen', '127.0.0.1:0'];
+    const r = await odb(tier, '--listen', '127.0.0.1:0', '--key-file', path, ...extra);
+    assert.equal(r.code, 2, `${tier} ${path}: ${r.stderr}`);
+    const line = assertOneLine(r, 'ODB_ERR_KEY_FILE');
+    assert.ok(line.includes(`--key-file ${path}`), line);
+    assert.match(line, reason);
+  });
 });
 
 test('a listen address in use or not bindable names its flag, exit 2', async () => {
@@ -206,13 +208,13 @@ test('a listen address in use or not bindable names its flag, exit 2', async () 
         /no interface of this host has that address/,
       ],
     ];
-    for (const [args, named, reason] of cases) {
+    await forEachConcurrently(cases, 4, async ([args, named, reason]) => {
       const r = await odb(...args);
       assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
       const line = assertOneLine(r, 'ODB_ERR_LISTEN');
       assert.ok(line.includes(named), line);
       assert.match(line, reason);
-    }
+    });
   } finally {
     holder.close();
   }
@@ -241,11 +243,11 @@ test('a missing --root, bad option values and config-file values: one line, exit
     ],
     [['keygen', '--out', join(ws.dir, 'x.key'), '--promote', 'first'], /--promote/],
   ];
-  for (const [args, named] of cases) {
+  await forEachConcurrently(cases, 4, async ([args, named]) => {
     const r = await odb(...args);
     assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
     assert.match(assertOneLine(r, 'ODB_ERR_INVALID_OPTION'), named);
-  }
+  });
 });
 
 test('bad options exit 2 and name the option', async () => {

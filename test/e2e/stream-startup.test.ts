@@ -9,6 +9,7 @@ import { after, test } from 'node:test';
 import { promisify } from 'node:util';
 import { packageRoot } from '../../src/harness/node-program.js';
 import { formatKeyFile, generateClusterKey } from '../../src/keys/keyring.js';
+import { forEachConcurrently } from '../helpers/concurrently.js';
 import { workspace } from '../helpers/fixtures.js';
 
 const run = promisify(execFile);
@@ -126,7 +127,7 @@ test('bad ODB_* settings and key files stop the program with one line naming the
     ],
   ];
   try {
-    for (const [env, named, code] of cases) {
+    await forEachConcurrently(cases, 4, async ([env, named, code]) => {
       const r = await program(env);
       const what = JSON.stringify(env);
       assert.equal(r.code, 2, `${what}: ${r.stderr}`);
@@ -135,7 +136,7 @@ test('bad ODB_* settings and key files stop the program with one line naming the
       assert.equal(lines.length, 1, `${what}: one line expected: ${r.stderr}`);
       assert.match(lines[0]!, new RegExp(`^odb: .*\\[${code}\\]$`), what);
       assert.match(lines[0]!, named, what);
-    }
+    });
   } finally {
     holder.close();
   }
