@@ -25,6 +25,7 @@ export const errorCodes = {
   ODB_ERR_UPSTREAM_BUSY: 'no upstream connection became free in time',
   ODB_ERR_INVALID_OPTION: 'an option or configuration value is invalid',
   ODB_ERR_KEY_FILE: 'the cluster key file is missing or invalid',
+  ODB_ERR_LISTEN: 'a listen address cannot be bound',
 } as const;
 
 /** A stable ODB error code. */
@@ -33,11 +34,14 @@ export type OdbErrorCode = keyof typeof errorCodes;
 /** An error carrying a stable ODB code. */
 export class OdbError extends Error {
   readonly code: OdbErrorCode;
+  /** The specific part of the message (after the code's meaning), if any. */
+  readonly detail: string | undefined;
 
   constructor(code: OdbErrorCode, detail?: string, options?: { cause?: unknown }) {
     super(detail ? `${errorCodes[code]}: ${detail}` : errorCodes[code], options);
     this.name = 'OdbError';
     this.code = code;
+    this.detail = detail;
   }
 }
 

@@ -2,7 +2,7 @@
  * `odb demo`: BE, IS and FE on loopback, a short load in vanilla and in odb mode per payload size,
  * and a table of what each tier spent. Processes are real and cleaned up on exit.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Command } from 'commander';
@@ -191,8 +191,11 @@ export function registerDemo(program: Command): void {
   addOptions(demo, demoOptions).action(async () => {
     const o = resolveOptions(demoOptions, demo);
     const dir = mkdtempSync(join(tmpdir(), 'odb-demo-'));
+    // The key file lies outside the served directory, as it should in production.
     const keyFile = join(dir, 'cluster.key');
     writeNewKeyFile(keyFile);
+    const root = join(dir, 'public');
+    mkdirSync(root);
     let chain: Chain | undefined;
     const cleanup = async (): Promise<void> => {
       await chain?.stop();
@@ -205,7 +208,7 @@ export function registerDemo(program: Command): void {
     const points: DemoPoint[] = [];
     try {
       for (const mode of ['vanilla', 'odb'] as const) {
-        chain = await startChain({ mode, keyFile, root: dir, logLevel: 'warn' });
+        chain = await startChain({ mode, keyFile, root, logLevel: 'warn' });
         for (const size of o.sizes) {
           process.stderr.write(`measuring ${mode} ${formatBytes(size)}…\n`);
           points.push(await measure(chain, mode, size, o));

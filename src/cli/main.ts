@@ -1,9 +1,9 @@
 /** The `odb` command. */
 import { Command } from 'commander';
-import { isOdbError } from '../errors.js';
 import { registerDemo } from './demo.js';
 import { registerKeygen } from './keygen.js';
 import { registerLoad } from './load.js';
+import { exitStatusFor, startupErrorLine } from './startup-errors.js';
 import { registerTierCommands } from './tier-commands.js';
 
 const program = new Command('odb')
@@ -19,7 +19,7 @@ registerDemo(program);
 try {
   await program.parseAsync(process.argv);
 } catch (err) {
-  const code = isOdbError(err) && err.code === 'ODB_ERR_INVALID_OPTION' ? 2 : 1;
-  console.error(`odb: ${isOdbError(err) ? `${err.message} [${err.code}]` : String(err)}`);
-  process.exit(code);
+  // One line, no stack trace: configuration errors name the setting and the fix (status 2).
+  console.error(startupErrorLine(err));
+  process.exit(exitStatusFor(err));
 }

@@ -7,7 +7,7 @@
 import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { z } from 'zod';
-import { OdbError } from '../errors.js';
+import { OdbError, isOdbError } from '../errors.js';
 import { parseHostPort } from '../net/address.js';
 import { parseDuration, parseSize } from './units.js';
 
@@ -40,7 +40,8 @@ function fromParser<T>(parse: (raw: string | number) => T): z.ZodType<T, unknown
     try {
       return parse(raw);
     } catch (err) {
-      ctx.addIssue({ code: 'custom', message: (err as Error).message });
+      const message = isOdbError(err) ? (err.detail ?? err.message) : (err as Error).message;
+      ctx.addIssue({ code: 'custom', message });
       return z.NEVER;
     }
   });
@@ -63,6 +64,17 @@ export const optionTypes = {
     z.string().regex(/^(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\]):\d{1,5}$/, 'host:port'),
   ),
   flag: z.union([z.boolean(), z.enum(['true', 'false']).transform((s) => s === 'true')]),
+  keyId: fromParser((raw) => {
+    const id = /^\d{1,5}$/.test(String(raw)) ? Number(raw) : NaN;
+    if (!(id <= 0xffff)) {
+      throw new OdbError(
+        'ODB_ERR_INVALID_OPTION',
+        `${JSON.stringify(raw)} is not a key id (0..65535)`,
+      );
+    }
+    return id;
+  }),
+  symlinks: z.enum(['inside', 'none', 'any']),
 } as const;
 
 /** Every command also takes `--config FILE`. */
@@ -132,11 +144,19 @@ export function resolveOptions<T extends OptionTable>(
 
 /** Parses a config file against the table: unknown keys and wrong types are errors. */
 export function readConfigFile(table: OptionTable, path: string): Record<string, unknown> {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    const problem = code === 'ENOENT' ? 'no such file' : `cannot be read (${code})`;
+    throw invalid(`--config ${path}: ${problem}; give the path of a JSON config file`);
+  }
   let parsed: unknown;
   try {
-    parsed = JSON.parse(readFileSync(path, 'utf8'));
+    parsed = JSON.parse(text);
   } catch (err) {
-    throw invalid(`config file ${path}: ${(err as Error).message}`);
+    throw invalid(`--config ${path}: not JSON (${(err as Error).message})`);
   }
   const shape = Object.fromEntries(
     Object.entries(table).map(([key, spec]) => [key, spec.schema.optional()]),
@@ -144,7 +164,7 @@ export function readConfigFile(table: OptionTable, path: string): Record<string,
   const result = z.strictObject(shape).safeParse(parsed);
   if (!result.success) {
     const issues = result.error.issues.map((i) => `${i.path.join('.') || '(top)'}: ${i.message}`);
-    throw invalid(`config file ${path}: ${issues.join('; ')}`);
+    throw invalid(`--config ${path}: ${issues.join('; ')}; see --help for the keys`);
   }
   // Keep the raw values: they are validated once more, together with flags and defaults.
   return parsed as Record<string, unknown>;

@@ -1,14 +1,15 @@
 /** `odb be`, `odb is`, `odb fe`: option tables and start-up of the tiers. */
+import { realpathSync } from 'node:fs';
+import { sep } from 'node:path';
 import type { Command } from 'commander';
 import { OdbError } from '../errors.js';
 import { defaultThresholdBytes } from '../http/backend.js';
 import { loadKeyring, type Keyring } from '../keys/keyring.js';
-import { createLogger, type Logger } from '../log.js';
+import { createLogger } from '../log.js';
 import { defaultBudgetBytes, defaultTtlMs } from '../rab/store.js';
 import { startBackend } from '../tiers/be.js';
 import { startFrontend } from '../tiers/fe.js';
 import { startIntermediate } from '../tiers/is.js';
-import type { RunningTier } from '../tiers/tier.js';
 import { defaultListenerLimits, type ListenerLimits } from '../http/listener-limits.js';
 import { defaultUpstreamQueue, type UpstreamQueueLimits } from '../tiers/http-relay.js';
 import {
@@ -18,6 +19,8 @@ import {
   resolveOptions,
   type OptionValues,
 } from './options.js';
+import { serve } from './serve.js';
+import { requireDirectory } from './startup-errors.js';
 
 const common = {
   metricsListen: {
@@ -30,6 +33,12 @@ const common = {
     description: 'fatal, error, warn, info, debug, trace or silent',
     schema: optionTypes.logLevel,
     default: 'info',
+  },
+  drainTimeout: {
+    flag: '--drain-timeout <duration>',
+    description: 'on SIGTERM/SIGINT, how long responses in flight may take to finish',
+    schema: optionTypes.duration,
+    default: '10s',
   },
 } as const;
 
@@ -179,6 +188,13 @@ export const backendOptions = defineOptions({
     schema: optionTypes.duration,
     default: `${defaultTtlMs / 1000}s`,
   },
+  symlinks: {
+    flag: '--symlinks <policy>',
+    description:
+      'symbolic links under --root: inside (followed if they stay in it), none (never), any',
+    schema: optionTypes.symlinks,
+    default: 'inside',
+  },
   ...listenerLimitOptions,
   ...common,
 });
@@ -264,31 +280,25 @@ function keyringFor(modeValue: string, path: string | undefined): Keyring | unde
       'odb mode needs --key-file (create one with: odb keygen --out FILE)',
     );
   }
-  return loadKeyring(path);
+  return loadKeyring(path, { setting: '--key-file' });
 }
 
-/** Runs a started tier until SIGTERM/SIGINT, logging the `ready` line scripts wait for. */
-async function serve(
-  name: string,
-  logger: Logger,
-  start: () => Promise<RunningTier>,
-): Promise<void> {
-  const tier = await start();
-  // Always logged, whatever the level: scripts and tests wait for this line.
-  logger.child({}, { level: 'info' }).info({ addresses: tier.addresses }, 'ready');
-  let stopping = false;
-  const stop = (signal: string): void => {
-    if (stopping) return;
-    stopping = true;
-    logger.info({ signal }, `${name} stopping`);
-    setTimeout(() => process.exit(0), 5000).unref();
-    tier.close().then(
-      () => process.exit(0),
-      () => process.exit(1),
-    );
-  };
-  process.on('SIGTERM', () => stop('SIGTERM'));
-  process.on('SIGINT', () => stop('SIGINT'));
+/** What SIGHUP reloads: the key file, when the tier has one. */
+function reloadable(
+  path: string | undefined,
+  keyring: Keyring | undefined,
+): { path: string; keyring: Keyring } | undefined {
+  return path && keyring ? { path, keyring } : undefined;
+}
+
+/** True when `path` (resolved) lies under the directory `dir` (resolved). */
+function liesUnder(path: string, dir: string): boolean {
+  try {
+    const from = realpathSync(dir);
+    return realpathSync(path).startsWith(from.endsWith(sep) ? from : from + sep);
+  } catch {
+    return false;
+  }
 }
 
 /** Registers the three tier commands. */
@@ -300,22 +310,42 @@ export function registerTierCommands(program: Command): void {
     const o = resolveOptions(backendOptions, be);
     const logger = createLogger('odb-be', o.logLevel);
     const keyring = keyringFor(o.mode, o.keyFile);
-    await serve('be', logger, () =>
-      startBackend({
-        listen: o.listen,
-        root: o.root,
-        mode: o.mode,
-        storeListen: o.storeListen,
-        storeAdvertise: o.storeAdvertise,
-        keyring,
-        thresholdBytes: o.threshold,
-        storeBudgetBytes: o.storeBudget,
-        storeTtlMs: o.storeTtl,
-        limits: listenerLimits(o),
-        metricsListen: o.metricsListen,
-        logger,
-      }),
-    );
+    requireDirectory(o.root, '--root');
+    if (o.keyFile && liesUnder(o.keyFile, o.root)) {
+      logger.warn(
+        { keyFile: o.keyFile, root: o.root },
+        'the key file lies under --root: it is never served, but move it out of the served tree',
+      );
+    }
+    await serve({
+      name: 'be',
+      logger,
+      drainTimeoutMs: o.drainTimeout,
+      listeners: {
+        '--listen': o.listen,
+        '--store-listen': o.mode === 'odb' ? o.storeListen : undefined,
+        '--metrics-listen': o.metricsListen,
+      },
+      keys: reloadable(o.keyFile, keyring),
+      start: () =>
+        startBackend({
+          listen: o.listen,
+          root: o.root,
+          mode: o.mode,
+          storeListen: o.storeListen,
+          storeAdvertise: o.storeAdvertise,
+          keyring,
+          thresholdBytes: o.threshold,
+          storeBudgetBytes: o.storeBudget,
+          storeTtlMs: o.storeTtl,
+          limits: listenerLimits(o),
+          keyFile: o.keyFile,
+          symlinks: o.symlinks,
+          drainTimeoutMs: o.drainTimeout,
+          metricsListen: o.metricsListen,
+          logger,
+        }),
+    });
   });
 
   const is = program
@@ -324,17 +354,22 @@ export function registerTierCommands(program: Command): void {
   addOptions(is, intermediateOptions).action(async () => {
     const o = resolveOptions(intermediateOptions, is);
     const logger = createLogger('odb-is', o.logLevel);
-    await serve('is', logger, () =>
-      startIntermediate({
-        listen: o.listen,
-        upstreams: o.upstream,
-        connectionsPerUpstream: o.connections,
-        upstreamQueue: upstreamQueue(o),
-        limits: listenerLimits(o),
-        metricsListen: o.metricsListen,
-        logger,
-      }),
-    );
+    await serve({
+      name: 'is',
+      logger,
+      drainTimeoutMs: o.drainTimeout,
+      listeners: { '--listen': o.listen, '--metrics-listen': o.metricsListen },
+      start: () =>
+        startIntermediate({
+          listen: o.listen,
+          upstreams: o.upstream,
+          connectionsPerUpstream: o.connections,
+          upstreamQueue: upstreamQueue(o),
+          limits: listenerLimits(o),
+          metricsListen: o.metricsListen,
+          logger,
+        }),
+    });
   });
 
   const fe = program
@@ -344,21 +379,27 @@ export function registerTierCommands(program: Command): void {
     const o = resolveOptions(frontendOptions, fe);
     const logger = createLogger('odb-fe', o.logLevel);
     const keyring = keyringFor(o.mode, o.keyFile);
-    await serve('fe', logger, () =>
-      startFrontend({
-        listen: o.listen,
-        upstream: o.upstream,
-        mode: o.mode,
-        keyring,
-        allowedStores: o.storeAllow,
-        retryWithoutOffer: o.retryWithoutOffer,
-        fetchTimeoutMs: o.fetchTimeout,
-        connectionsPerUpstream: o.connections,
-        upstreamQueue: upstreamQueue(o),
-        limits: listenerLimits(o),
-        metricsListen: o.metricsListen,
-        logger,
-      }),
-    );
+    await serve({
+      name: 'fe',
+      logger,
+      drainTimeoutMs: o.drainTimeout,
+      listeners: { '--listen': o.listen, '--metrics-listen': o.metricsListen },
+      keys: reloadable(o.keyFile, keyring),
+      start: () =>
+        startFrontend({
+          listen: o.listen,
+          upstream: o.upstream,
+          mode: o.mode,
+          keyring,
+          allowedStores: o.storeAllow,
+          retryWithoutOffer: o.retryWithoutOffer,
+          fetchTimeoutMs: o.fetchTimeout,
+          connectionsPerUpstream: o.connections,
+          upstreamQueue: upstreamQueue(o),
+          limits: listenerLimits(o),
+          metricsListen: o.metricsListen,
+          logger,
+        }),
+    });
   });
 }

@@ -49,11 +49,19 @@ export type ConfigFile = z.infer<typeof fileSchema>;
 
 /** Reads and validates the file at `path`; errors name the file and the field. */
 export function readConfigFile(path: string): ConfigFile {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    const problem = code === 'ENOENT' ? 'no such file' : `cannot be read (${code})`;
+    throw invalid(`ODB_CONFIG ${path}: ${problem}; give the path of a JSON config file`);
+  }
   let parsed: unknown;
   try {
-    parsed = JSON.parse(readFileSync(path, 'utf8'));
+    parsed = JSON.parse(text);
   } catch (err) {
-    throw invalid(`ODB_CONFIG ${path}: ${(err as Error).message}`);
+    throw invalid(`ODB_CONFIG ${path}: not JSON (${(err as Error).message})`);
   }
   const result = fileSchema.safeParse(parsed);
   if (!result.success) {

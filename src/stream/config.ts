@@ -40,6 +40,8 @@ export interface PeerPattern {
 /** Validated stream-mode settings. */
 export interface StreamConfig {
   readonly keyFile: string;
+  /** The setting that named the key file, for messages: `ODB_KEY_FILE` or the config file's key. */
+  readonly keyFileSetting?: string;
   readonly listen: readonly number[] | '*';
   readonly clientFacing: readonly number[];
   readonly connect: readonly PeerPattern[] | '*';
@@ -92,6 +94,25 @@ function port(value: string | number, what: string): number {
   return n;
 }
 
+function count(value: string | number, what: string): number {
+  const n = typeof value === 'number' ? value : /^\s*\d+\s*$/.test(value) ? Number(value) : NaN;
+  if (!Number.isSafeInteger(n) || n < 0) throw invalid(`${what} ${value} is not a whole number`);
+  return n;
+}
+
+const logLevels = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+
+function logLevel(value: string, what: string): string {
+  if (!logLevels.includes(value))
+    throw invalid(`${what} ${value} is not one of ${logLevels.join(', ')}`);
+  return value;
+}
+
+function advertised(value: string | undefined, what: string): string | undefined {
+  if (value !== undefined) parseHostPort(value, what);
+  return value;
+}
+
 function peer(text: string): PeerPattern {
   if (/^:\d+$/.test(text)) return { host: undefined, port: Number(text.slice(1)) };
   const { host, port } = parseHostPort(text, 'ODB_CONNECT entry');
@@ -120,6 +141,8 @@ export async function loadStreamConfig(
   try {
     return {
       keyFile,
+      keyFileSetting:
+        env.ODB_KEY_FILE !== undefined ? 'ODB_KEY_FILE' : `keyFile of ODB_CONFIG ${env.ODB_CONFIG}`,
       listen,
       clientFacing:
         env.ODB_CLIENT_FACING !== undefined
@@ -140,7 +163,10 @@ export async function loadStreamConfig(
           env.ODB_STORE_LISTEN ?? file?.store?.listen ?? '127.0.0.1:0',
           'ODB_STORE_LISTEN',
         ),
-        advertise: env.ODB_STORE_ADVERTISE ?? file?.store?.advertise,
+        advertise: advertised(
+          env.ODB_STORE_ADVERTISE ?? file?.store?.advertise,
+          'ODB_STORE_ADVERTISE',
+        ),
         budgetBytes: parseSize(
           env.ODB_STORE_BUDGET ?? file?.store?.budget ?? '256MiB',
           'ODB_STORE_BUDGET',
@@ -152,7 +178,7 @@ export async function loadStreamConfig(
           env.ODB_FETCH_TIMEOUT ?? file?.fetch?.timeout ?? '5s',
           'ODB_FETCH_TIMEOUT',
         ),
-        retries: Number(env.ODB_FETCH_RETRIES ?? file?.fetch?.retries ?? 2),
+        retries: count(env.ODB_FETCH_RETRIES ?? file?.fetch?.retries ?? 2, 'ODB_FETCH_RETRIES'),
       },
       drain: {
         timeoutMs: parseDuration(
@@ -165,7 +191,7 @@ export async function loadStreamConfig(
         ),
       },
       native: onOff(env.ODB_NATIVE, 'ODB_NATIVE') ?? file?.native ?? true,
-      logLevel: env.ODB_LOG_LEVEL ?? file?.logLevel ?? 'warn',
+      logLevel: logLevel(env.ODB_LOG_LEVEL ?? file?.logLevel ?? 'warn', 'ODB_LOG_LEVEL'),
     };
   } catch (err) {
     throw isOdbError(err) ? err : invalid(String(err));

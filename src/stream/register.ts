@@ -5,6 +5,7 @@
  */
 import { isMainThread } from 'node:worker_threads';
 import { pino } from 'pino';
+import { describeListenError, exitStatusFor, startupErrorLine } from '../cli/startup-errors.js';
 import { installHttpParser } from './http-parser.js';
 import { installInterposition } from './interpose.js';
 import { loadStreamConfig } from './config.js';
@@ -33,7 +34,9 @@ async function install(): Promise<StreamInstallation | 'off'> {
     log.warn('stream mode is not configured (set ODB_KEY_FILE or ODB_CONFIG): running plain');
     return 'off';
   }
-  const runtime = await StreamRuntime.start(config, log);
+  const runtime = await StreamRuntime.start(config, log).catch((err: unknown) => {
+    throw describeListenError(err, { ODB_STORE_LISTEN: config.store.listen }) ?? err;
+  });
   if (!runtime.lazy) {
     log.warn(
       `lazy buffers unavailable (${runtime.lazyReason}): virtual data is fetched on arrival (correct, no bypass)`,
@@ -58,7 +61,16 @@ if (
   global[registrationMarker] === undefined
 ) {
   global[registrationMarker] = 'installing';
-  global[registrationMarker] = await install();
+  global[registrationMarker] = await install().catch(refuseToStart);
+}
+
+/**
+ * Stream mode that cannot start as configured stops the program before it runs: one line on
+ * stderr naming the setting and the fix, no stack trace, status 2 for a bad setting or key file.
+ */
+function refuseToStart(err: unknown): never {
+  process.stderr.write(`${startupErrorLine(err)}\n`);
+  process.exit(exitStatusFor(err));
 }
 
 /** The installation of this process, if stream mode is on. */

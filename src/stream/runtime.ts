@@ -4,12 +4,11 @@
  * receives, and answers what may be forwarded as a descriptor without fetching.
  */
 import { randomFillSync } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { Worker } from 'node:worker_threads';
 import { OdbError } from '../errors.js';
 import type { LazyBinding, LazyFeatures } from '../lazy/binding.js';
 import { loadLazyBinding } from '../lazy/binding.js';
-import { parseKeyFile, type Keyring } from '../keys/keyring.js';
+import { parseKeyFile, readKeyFile, type Keyring } from '../keys/keyring.js';
 import { silentLogger, type Logger } from '../log.js';
 import {
   deriveDescriptor,
@@ -198,8 +197,9 @@ export class StreamRuntime {
 
   /** Starts the agent worker and waits until its store listens. */
   static async start(config: StreamConfig, log: Logger = silentLogger): Promise<StreamRuntime> {
-    const keyText = readFileSync(config.keyFile, 'utf8');
-    const keyring = parseKeyFile(keyText, config.keyFile);
+    const setting = config.keyFileSetting ?? 'ODB_KEY_FILE';
+    const keyText = readKeyFile(config.keyFile, { setting });
+    const keyring = parseKeyFile(keyText, `${setting} ${config.keyFile}`);
     const settings: AgentSettings = {
       keyText,
       storeHost: config.store.listen.host,

@@ -18,7 +18,7 @@ import type { ListenerLimits } from '../http/listener-limits.js';
 import { TierMetrics, samplesByLabel } from './metrics.js';
 import { planResponse, type ResponsePlan } from './representation.js';
 import { SocketByteCounter } from './socket-counter.js';
-import { findStaticFile } from './static-file.js';
+import { StaticRoot, type SymlinkPolicy } from './static-file.js';
 import {
   SyntheticPayload,
   defaultSyntheticSeed,
@@ -39,6 +39,15 @@ export interface BackendConfig {
   readonly thresholdBytes: number;
   readonly storeBudgetBytes: number;
   readonly storeTtlMs: number;
+  /** The key file's path, if any: it is never served, even when it lies under `root`. */
+  readonly keyFile?: string;
+  /** Symbolic links under `root`: see {@link SymlinkPolicy}; default `inside`. */
+  readonly symlinks?: SymlinkPolicy;
+  /**
+   * On close, how long at most the store keeps serving payloads registered before it (their
+   * descriptors are out; front ends fetch them after the response head). Default 0: close at once.
+   */
+  readonly drainTimeoutMs?: number;
   readonly metricsListen?: HostPort;
   /** Limits of the client-facing listener. */
   readonly limits?: Partial<ListenerLimits>;
@@ -54,6 +63,11 @@ export async function startBackend(config: BackendConfig): Promise<RunningTier> 
   const clientSockets = new SocketByteCounter();
   const storeSockets = new SocketByteCounter();
   const counts = { requests: 0, realBodyBytes: 0 };
+  const files = new StaticRoot(
+    config.root,
+    config.symlinks,
+    config.keyFile === undefined ? [] : [config.keyFile],
+  );
   let backend: OdbBackend | undefined;
   let storeServer: StoreServer | undefined;
   const addresses: Record<string, string> = {};
@@ -144,7 +158,7 @@ export async function startBackend(config: BackendConfig): Promise<RunningTier> 
       respond(req, res, plan, () => new SyntheticPayload(seed, plan.start, plan.length));
       return;
     }
-    findStaticFile(config.root, target.pathname).then(
+    files.find(target.pathname).then(
       (file) => {
         if (!file) {
           res
@@ -169,6 +183,16 @@ export async function startBackend(config: BackendConfig): Promise<RunningTier> 
 
   const metrics = new TierMetrics('be', config.mode);
   mirrorBackendMetrics(metrics, { counts, clientSockets, storeSockets, backend, storeServer });
+  metrics.mirror({
+    name: 'odb_files_refused_total',
+    help: 'File lookups answered 404 by policy: a symbolic link --symlinks refuses, or the key file',
+    type: 'counter',
+    labelNames: ['reason'],
+    read: () => [
+      [{ reason: 'symlink' }, files.stats.refusedSymlinks],
+      [{ reason: 'key_file' }, files.stats.refusedNeverServed],
+    ],
+  });
   return runTier({
     handler: handle,
     listen: config.listen,
@@ -178,10 +202,35 @@ export async function startBackend(config: BackendConfig): Promise<RunningTier> 
     limits: config.limits,
     addresses,
     closeParts: async () => {
+      if (storeServer && config.drainTimeoutMs) {
+        await untilDrained(storeServer, Date.now() + config.drainTimeoutMs);
+      }
       await storeServer?.close();
       storeServer?.store.close();
     },
   });
+}
+
+/** How long a draining store waits for a fetch to start before it calls what it holds orphaned. */
+const drainQuietMs = 1000;
+
+/**
+ * Resolves once the store holds nothing (every payload fetched and released), or when no fetch
+ * has streamed or started for {@link drainQuietMs} (what is left has no fetcher coming: its
+ * client went away or its descriptor was refused; it would only expire), or at `deadline`.
+ */
+async function untilDrained(server: StoreServer, deadline: number): Promise<void> {
+  let fetches = server.stats.fetches;
+  let activeAt = Date.now();
+  for (;;) {
+    const now = Date.now();
+    if (server.store.stats.entries === 0 || now >= deadline || now - activeAt >= drainQuietMs) {
+      return;
+    }
+    if (server.stats.inFlight > 0 || server.stats.fetches !== fetches) activeAt = now;
+    fetches = server.stats.fetches;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
 }
 
 /** An ordinary streaming handler: synthetic bytes in `chunk`-sized writes, no Content-Length. */

@@ -1,6 +1,7 @@
 /** Locating a file under a served directory, and the facts its responses need. */
-import { stat } from 'node:fs/promises';
-import { extname, join, normalize, resolve, sep } from 'node:path';
+import { constants } from 'node:fs';
+import { open, readlink, realpath, stat } from 'node:fs/promises';
+import { extname, join, normalize, relative, resolve, sep } from 'node:path';
 import { identityOf, type FileIdentity } from '../rab/file-payload.js';
 import type { Representation } from './representation.js';
 
@@ -24,37 +25,143 @@ const contentTypes: Readonly<Record<string, string>> = {
   '.gz': 'application/gzip',
 };
 
+/**
+ * What symbolic links under the root may do (like nginx's `disable_symlinks`):
+ * `inside` — followed when what they lead to lies in the root (the default);
+ * `none` — never followed (a link in the root directory's own path is still fine);
+ * `any` — followed anywhere (a link to `/etc` serves `/etc/shadow` to whoever asks).
+ */
+export type SymlinkPolicy = 'inside' | 'none' | 'any';
+
 /** A regular file found under the root. */
 export interface StaticFile {
+  /** The path to open: free of links (unless the policy is `any`). */
   readonly path: string;
+  /** What was checked: a file opened later must be this one (FilePayload compares). */
   readonly identity: FileIdentity;
   readonly representation: Representation;
 }
 
-/**
- * The regular file a URL path names under `root`, or undefined (not found, not a regular file,
- * or a path that would leave the root).
- */
-export async function findStaticFile(
-  root: string,
-  urlPath: string,
-): Promise<StaticFile | undefined> {
-  let decoded: string;
-  try {
-    decoded = decodeURIComponent(urlPath);
-  } catch {
+/** Counters of a {@link StaticRoot}. */
+export interface StaticRootStats {
+  /** Lookups refused because a symbolic link led out of the root (or any link, with `none`). */
+  refusedSymlinks: number;
+  /** Lookups refused because they named a file that is never served (the key file). */
+  refusedNeverServed: number;
+}
+
+/** The served directory of a back end: finds the file a URL path names, under the link policy. */
+export class StaticRoot {
+  readonly stats: StaticRootStats = { refusedSymlinks: 0, refusedNeverServed: 0 };
+  readonly #root: string;
+  readonly #policy: SymlinkPolicy;
+  readonly #neverServe: readonly string[];
+
+  /**
+   * `neverServe`: files that are a 404 wherever they lie and under whatever name (the cluster
+   * key file: anyone who could download it could forge descriptors).
+   */
+  constructor(root: string, policy: SymlinkPolicy = 'inside', neverServe: readonly string[] = []) {
+    this.#root = resolve(root);
+    this.#policy = policy;
+    this.#neverServe = neverServe;
+  }
+
+  /**
+   * The regular file `urlPath` names, or undefined: not found, not a regular file, a path that
+   * would leave the root, or a link the policy refuses.
+   */
+  async find(urlPath: string): Promise<StaticFile | undefined> {
+    let decoded: string;
+    try {
+      decoded = decodeURIComponent(urlPath);
+    } catch {
+      return undefined;
+    }
+    if (decoded.includes('\0')) return undefined;
+    const path = normalize(join(this.#root, decoded));
+    if (!path.startsWith(withSep(this.#root))) return undefined;
+    if (this.#policy === 'any') {
+      const info = await stat(path).catch(() => undefined);
+      if (!info?.isFile()) return undefined;
+      return (await this.#neverServed(info)) ? undefined : describe(path, info);
+    }
+    // Resolved per request, not once: deployments swap a link to the root to publish a release.
+    const realRoot = await realpath(this.#root).catch(() => undefined);
+    const real = await realpath(path).catch(() => undefined);
+    if (!realRoot || !real) return undefined;
+    // With `none`, the file's real path is the requested path under the real root: no link.
+    const allowed = (candidate: string): boolean =>
+      this.#policy === 'none'
+        ? candidate === join(realRoot, relative(this.#root, path))
+        : candidate.startsWith(withSep(realRoot));
+    if (!allowed(real)) return this.#refused();
+    // Between the check and the open, a directory on the way may be replaced by a link: so the
+    // check is repeated on what was opened, whose path the kernel knows. FilePayload later opens
+    // `real` again and serves it only if it is still this file (device, inode, size, mtime).
+    const handle = await open(
+      real,
+      constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOFOLLOW,
+    ).catch(() => undefined);
+    if (!handle) return undefined;
+    try {
+      const info = await handle.stat();
+      if (!info.isFile()) return undefined;
+      const opened = await openedPath(handle.fd, real, info);
+      if (opened === undefined || !allowed(opened)) return this.#refused();
+      return (await this.#neverServed(info)) ? undefined : describe(real, info);
+    } finally {
+      await handle.close();
+    }
+  }
+
+  #refused(): undefined {
+    this.stats.refusedSymlinks++;
     return undefined;
   }
-  if (decoded.includes('\0')) return undefined;
-  const base = resolve(root) + sep;
-  const path = normalize(join(base, decoded));
-  if (!path.startsWith(base)) return undefined;
-  const info = await stat(path).catch(() => undefined);
-  if (!info?.isFile()) return undefined;
-  const identity = identityOf(info);
+
+  /** True (and counted) when `file` is one of the never-served files, compared by identity. */
+  async #neverServed(file: { dev: number; ino: number }): Promise<boolean> {
+    for (const path of this.#neverServe) {
+      // Looked up per request: `odb keygen` replaces the key file, with a new inode.
+      const info = await stat(path).catch(() => undefined);
+      if (info && info.dev === file.dev && info.ino === file.ino) {
+        this.stats.refusedNeverServed++;
+        return true;
+      }
+    }
+    return false;
+  }
+}
+
+/** `dir` with one trailing separator (`/` stays `/`): the prefix of every path under it. */
+function withSep(dir: string): string {
+  return dir.endsWith(sep) ? dir : dir + sep;
+}
+
+/**
+ * The path of the open file `fd` as the kernel knows it (Linux: /proc/self/fd). Elsewhere, the
+ * real path of `path` now, if it still is the opened file; undefined when it is not.
+ */
+async function openedPath(
+  fd: number,
+  path: string,
+  opened: { dev: number; ino: number },
+): Promise<string | undefined> {
+  const known = await readlink(`/proc/self/fd/${fd}`).catch(() => undefined);
+  if (known !== undefined) return known;
+  const now = await realpath(path).catch(() => undefined);
+  const info = now === undefined ? undefined : await stat(now).catch(() => undefined);
+  return info && info.dev === opened.dev && info.ino === opened.ino ? now : undefined;
+}
+
+function describe(
+  path: string,
+  info: { size: number; mtimeMs: number; mtime: Date; ino: number; dev: number },
+): StaticFile {
   return {
     path,
-    identity,
+    identity: identityOf(info),
     representation: {
       size: info.size,
       etag: `"${info.size.toString(16)}-${Math.floor(info.mtimeMs).toString(16)}-${info.ino.toString(16)}"`,
