@@ -4,6 +4,8 @@ import { OdbError } from '../errors.js';
 import { defaultThresholdBytes } from '../http/backend.js';
 import { loadKeyring, type Keyring } from '../keys/keyring.js';
 import { createLogger, type Logger } from '../log.js';
+import { defaultFetchLimits } from '../rab/fetch-limits.js';
+import { defaultStoreSendTimeoutMs } from '../rab/server.js';
 import { defaultBudgetBytes, defaultTtlMs } from '../rab/store.js';
 import { startBackend } from '../tiers/be.js';
 import { startFrontend } from '../tiers/fe.js';
@@ -81,6 +83,32 @@ export const backendOptions = defineOptions({
     description: 'how long an unreleased payload stays fetchable',
     schema: optionTypes.duration,
     default: `${defaultTtlMs / 1000}s`,
+  },
+  storeMaxFetches: {
+    flag: '--store-max-fetches <n>',
+    description: 'fetches the store streams at once; beyond, ODB_ERR_BUSY',
+    schema: optionTypes.count,
+    default: defaultFetchLimits.maxFetches,
+  },
+  storeMaxFetchesPerPayload: {
+    flag: '--store-max-fetches-per-payload <n>',
+    description: 'fetches of one payload at once; beyond, ODB_ERR_BUSY',
+    schema: optionTypes.count,
+    default: defaultFetchLimits.maxFetchesPerPayload,
+  },
+  storeMaxFetchesPerPeer: {
+    flag: '--store-max-fetches-per-peer <n>',
+    description: 'fetches from one remote address at once; beyond, ODB_ERR_BUSY',
+    schema: optionTypes.count,
+    default: defaultFetchLimits.maxFetchesPerPeer,
+  },
+  storeSendTimeout: {
+    flag: '--store-send-timeout <duration>',
+    description:
+      'cut a store connection whose peer takes no byte for this long (keep it above the front ' +
+      "ends' --send-timeout); 0: never",
+    schema: optionTypes.duration,
+    default: `${defaultStoreSendTimeoutMs / 1000}s`,
   },
   ...common,
 });
@@ -202,6 +230,12 @@ export function registerTierCommands(program: Command): void {
         thresholdBytes: o.threshold,
         storeBudgetBytes: o.storeBudget,
         storeTtlMs: o.storeTtl,
+        storeFetchLimits: {
+          maxFetches: o.storeMaxFetches,
+          maxFetchesPerPayload: o.storeMaxFetchesPerPayload,
+          maxFetchesPerPeer: o.storeMaxFetchesPerPeer,
+        },
+        storeSendTimeoutMs: o.storeSendTimeout,
         metricsListen: o.metricsListen,
         logger,
       }),

@@ -9,6 +9,7 @@ import type { HostPort } from '../net/address.js';
 import type { Keyring } from '../keys/keyring.js';
 import { OdbBackend, applyHead, streamPayload, type PayloadHead } from '../http/backend.js';
 import { FilePayload } from '../rab/file-payload.js';
+import type { FetchLimits } from '../rab/fetch-limits.js';
 import type { PayloadSource } from '../rab/payload-source.js';
 import { StoreServer } from '../rab/server.js';
 import { BufferStore } from '../rab/store.js';
@@ -37,6 +38,10 @@ export interface BackendConfig {
   readonly thresholdBytes: number;
   readonly storeBudgetBytes: number;
   readonly storeTtlMs: number;
+  /** Concurrent-fetch limits of the store (defaults: see defaultFetchLimits). */
+  readonly storeFetchLimits?: Partial<FetchLimits>;
+  /** The store's no-progress timeout (StoreServerOptions.sendTimeoutMs). */
+  readonly storeSendTimeoutMs?: number;
   readonly metricsListen?: HostPort;
   readonly logger: Logger;
 }
@@ -61,7 +66,15 @@ export async function startBackend(config: BackendConfig): Promise<RunningTier> 
       budgetBytes: config.storeBudgetBytes,
       ttlMs: config.storeTtlMs,
     });
-    storeServer = new StoreServer({ store, logger: log, onSocket: (s) => storeSockets.track(s) });
+    storeServer = new StoreServer({
+      store,
+      logger: log,
+      onSocket: (s) => storeSockets.track(s),
+      maxConcurrentFetches: config.storeFetchLimits?.maxFetches,
+      maxFetchesPerPayload: config.storeFetchLimits?.maxFetchesPerPayload,
+      maxFetchesPerPeer: config.storeFetchLimits?.maxFetchesPerPeer,
+      sendTimeoutMs: config.storeSendTimeoutMs,
+    });
     addresses.store = await storeServer.listen(
       config.storeListen.host,
       config.storeListen.port,
@@ -264,6 +277,37 @@ function mirrorBackendMetrics(metrics: TierMetrics, parts: BackendParts): void {
       [{ event: 'expired' }, store.stats.expired],
       [{ event: 'rejected_full' }, store.stats.rejectedFull],
     ],
+  });
+  metrics.mirror({
+    name: 'odb_store_transit_bytes',
+    help: 'Budget bytes held by fetches: read into memory, not yet flushed to their sockets',
+    type: 'gauge',
+    read: () => [[{}, store.stats.transitBytes]],
+  });
+  metrics.mirror({
+    name: 'odb_store_transit_squeezed_total',
+    help: 'Fetch reads given less memory than they asked for because the budget was spent',
+    type: 'counter',
+    read: () => [[{}, store.stats.transitSqueezed]],
+  });
+  metrics.mirror({
+    name: 'odb_store_fetches_in_flight',
+    help: 'Fetches the buffer store is streaming',
+    type: 'gauge',
+    read: () => [[{}, storeServer.stats.inFlight]],
+  });
+  metrics.mirror({
+    name: 'odb_store_fetches_refused_total',
+    help: 'Fetches refused with ODB_ERR_BUSY, by the limit reached (total, payload, peer)',
+    type: 'counter',
+    labelNames: ['limit'],
+    read: () => samplesByLabel('limit', storeServer.stats.refused),
+  });
+  metrics.mirror({
+    name: 'odb_store_send_timeouts_total',
+    help: 'Store connections cut because their peer took nothing for --store-send-timeout',
+    type: 'counter',
+    read: () => [[{}, storeServer.stats.sendTimeouts]],
   });
   metrics.mirror({
     name: 'odb_store_fetches_total',

@@ -17,6 +17,7 @@ import { FilePayload } from '../../src/rab/file-payload.js';
 import { MemoryPayload } from '../../src/rab/memory-payload.js';
 import { SyntheticPayload, syntheticBytes, syntheticSha256 } from '../../src/tiers/synthetic.js';
 import { HashSink, eventually, rawExchange, scriptedServer, sha256 } from '../helpers/net.js';
+import { neverReads, rawGet } from '../helpers/slow-readers.js';
 import { startTestStore, testDescriptor } from '../helpers/store.js';
 
 const { key, store, server, port, close } = await startTestStore({
@@ -179,6 +180,37 @@ test('busy: fetches beyond the concurrency limit are refused', async () => {
     p.finish();
   }
   await Promise.all(fetches);
+});
+
+test('file bytes a fetch holds in memory count against the budget until its socket takes them', async () => {
+  const budget = 1024 * 1024;
+  const small = await startTestStore({}, { budgetBytes: budget });
+  const dir = mkdtempSync(join(tmpdir(), 'odb-transit-'));
+  const path = join(dir, 'f.bin');
+  writeFileSync(path, Buffer.alloc(16 * 1024 * 1024, 3));
+  const d = small.store.register(await FilePayload.fromPath(path), 0)!;
+  const stalled = await Promise.all(
+    Array.from({ length: 6 }, () =>
+      rawGet('127.0.0.1', small.port, `/odb/v1/payload/${descriptorToText(d)}`, neverReads),
+    ),
+  );
+  try {
+    await eventually(() => small.store.stats.transitSqueezed > 0, 5000, 'the budget to be spent');
+    const { transitBytes } = small.store.stats;
+    assert.ok(transitBytes > budget / 2, `${transitBytes} bytes in transit`);
+    assert.ok(transitBytes <= budget + 6 * 16 * 1024, `${transitBytes} bytes in transit`);
+    // A payload that would need memory now goes real instead of growing the store past its budget.
+    assert.equal(small.store.hasRoomFor(budget / 2), false);
+  } finally {
+    for (const r of stalled) r.destroy();
+  }
+  await eventually(
+    () => small.store.stats.transitBytes === 0 && small.server.stats.inFlight === 0,
+    5000,
+    'the transit memory to be given back',
+  );
+  assert.equal(small.store.hasRoomFor(budget / 2), true);
+  await small.close();
 });
 
 test('unreachable store: refused connection and silent peer both fail within the timeout', async () => {
