@@ -4,6 +4,7 @@ import { OdbError } from '../errors.js';
 import { defaultThresholdBytes } from '../http/backend.js';
 import { loadKeyring, type Keyring } from '../keys/keyring.js';
 import { createLogger, type Logger } from '../log.js';
+import { defaultStoreConnections, defaultStoreQueueTimeoutMs } from '../rab/client.js';
 import { defaultFetchLimits } from '../rab/fetch-limits.js';
 import { defaultStoreSendTimeoutMs } from '../rab/server.js';
 import { defaultBudgetBytes, defaultTtlMs } from '../rab/store.js';
@@ -166,6 +167,18 @@ export const frontendOptions = defineOptions({
     schema: optionTypes.duration,
     default: '5s',
   },
+  storeConnections: {
+    flag: '--store-connections <n>',
+    description: 'fetches at once per store, one connection each (a slow client holds one)',
+    schema: optionTypes.count,
+    default: defaultStoreConnections,
+  },
+  storeQueueTimeout: {
+    flag: '--store-queue-timeout <duration>',
+    description: 'how long a fetch waits for a free store connection; then 502',
+    schema: optionTypes.duration,
+    default: `${defaultStoreQueueTimeoutMs / 1000}s`,
+  },
   connections: {
     flag: '--connections <n>',
     description: 'keep-alive connections to the upstream',
@@ -274,6 +287,8 @@ export function registerTierCommands(program: Command): void {
         keyring,
         allowedStores: o.storeAllow,
         fetchTimeoutMs: o.fetchTimeout,
+        storeConnections: o.storeConnections,
+        storeQueueTimeoutMs: o.storeQueueTimeout,
         connectionsPerUpstream: o.connections,
         metricsListen: o.metricsListen,
         logger,

@@ -15,6 +15,7 @@ import { HttpRelay, relayAsUsual, type RelayHooks } from './http-relay.js';
 import { TierMetrics, samplesByLabel } from './metrics.js';
 import { mirrorRelayMetrics } from './relay-metrics.js';
 import { SocketByteCounter } from './socket-counter.js';
+import { mirrorStoreClientMetrics } from './store-client-metrics.js';
 import { runTier, type RunningTier, type TierMode } from './tier.js';
 
 /** Configuration of the front end. */
@@ -26,6 +27,9 @@ export interface FrontendConfig {
   /** Store endpoints descriptors may name; empty: any that verifies. */
   readonly allowedStores: readonly string[];
   readonly fetchTimeoutMs: number;
+  /** Fetches at once per store, and how long one waits for a free one (StoreClientOptions). */
+  readonly storeConnections?: number;
+  readonly storeQueueTimeoutMs?: number;
   readonly connectionsPerUpstream: number;
   readonly metricsListen?: HostPort;
   readonly logger: Logger;
@@ -43,7 +47,12 @@ export async function startFrontend(config: FrontendConfig): Promise<RunningTier
     gateway = new OdbGateway({
       keyring: config.keyring,
       allowedStores: config.allowedStores,
-      fetch: { fetchTimeoutMs: config.fetchTimeoutMs, onSocket: (s) => storeSockets.track(s) },
+      fetch: {
+        fetchTimeoutMs: config.fetchTimeoutMs,
+        connectionsPerStore: config.storeConnections,
+        queueTimeoutMs: config.storeQueueTimeoutMs,
+        onSocket: (s) => storeSockets.track(s),
+      },
     });
   }
   const hooks: RelayHooks = {
@@ -75,6 +84,7 @@ export async function startFrontend(config: FrontendConfig): Promise<RunningTier
   const metrics = new TierMetrics('fe', config.mode);
   mirrorRelayMetrics(metrics, relay, clientSockets, upstreamSockets, storeSockets);
   if (gateway) {
+    mirrorStoreClientMetrics(metrics, gateway.client);
     const stats = gateway.stats;
     metrics.mirror({
       name: 'odb_descriptor_responses_total',

@@ -182,6 +182,45 @@ test('busy: fetches beyond the concurrency limit are refused', async () => {
   await Promise.all(fetches);
 });
 
+test('a fetch that finds every store connection busy waits, bounded, as ODB_ERR_STORE_QUEUE_TIMEOUT', async () => {
+  const narrow = new StoreClient({
+    fetchTimeoutMs: 2000,
+    connectionsPerStore: 1,
+    queueTimeoutMs: 300,
+  });
+  const stalled = new MemoryPayload({ expectedSize: 10 });
+  const holding = narrow.fetch(store.register(stalled, 10)!, sink().target); // the one connection
+  let fed = false;
+  try {
+    await eventually(() => server.stats.inFlight === 1, 2000, 'the first fetch to stream');
+    const started = Date.now();
+    await assert.rejects(
+      narrow.fetch(store.register(new SyntheticPayload(1, 0, 10), 0)!, sink().target),
+      (e: unknown) => isOdbError(e, 'ODB_ERR_STORE_QUEUE_TIMEOUT'),
+    );
+    // Before, it waited inside the pool for the whole fetch timeout and was called unreachable.
+    assert.ok(Date.now() - started < 1500, `failed after ${Date.now() - started} ms`);
+    // One that gets the connection in time is served.
+    const { target, hash } = sink();
+    const queued = narrow.fetch(store.register(new SyntheticPayload(2, 0, 100_000), 0)!, target);
+    stalled.append(Buffer.alloc(10));
+    stalled.finish();
+    fed = true;
+    assert.equal(await holding, 10);
+    assert.equal(await queued, 100_000);
+    assert.equal(hash.digest(), syntheticSha256(2, 0, 100_000));
+    assert.deepEqual(
+      { queued: narrow.stats.queued, queueTimeouts: narrow.stats.queueTimeouts },
+      { queued: 2, queueTimeouts: 1 },
+    );
+    assert.equal(narrow.stats.failures.ODB_ERR_STORE_QUEUE_TIMEOUT, 1);
+  } finally {
+    if (!fed) stalled.fail('the test ended');
+    await holding.catch(() => {});
+    await narrow.close();
+  }
+});
+
 test('file bytes a fetch holds in memory count against the budget until its socket takes them', async () => {
   const budget = 1024 * 1024;
   const small = await startTestStore({}, { budgetBytes: budget });
