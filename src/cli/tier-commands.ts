@@ -4,6 +4,7 @@ import { OdbError } from '../errors.js';
 import { defaultThresholdBytes } from '../http/backend.js';
 import { loadKeyring, type Keyring } from '../keys/keyring.js';
 import { createLogger, type Logger } from '../log.js';
+import { defaultSendMinBytesPerSecond, defaultSendTimeoutMs } from '../net/send-rate.js';
 import { defaultStoreConnections, defaultStoreQueueTimeoutMs } from '../rab/client.js';
 import { defaultFetchLimits } from '../rab/fetch-limits.js';
 import { defaultStoreSendTimeoutMs } from '../rab/server.js';
@@ -15,6 +16,21 @@ import type { RunningTier } from '../tiers/tier.js';
 import { addOptions, defineOptions, optionTypes, resolveOptions } from './options.js';
 
 const common = {
+  sendTimeout: {
+    flag: '--send-timeout <duration>',
+    description:
+      'a client with response bytes queued must keep taking them: cut when its credit (this long, ' +
+      'earned back at --send-min-rate) runs out; 0: never',
+    schema: optionTypes.duration,
+    default: `${defaultSendTimeoutMs / 1000}s`,
+  },
+  sendMinRate: {
+    flag: '--send-min-rate <size>',
+    description:
+      'bytes per second a client must take while bytes are queued for it; 0: any progress',
+    schema: optionTypes.size,
+    default: `${defaultSendMinBytesPerSecond}B`,
+  },
   metricsListen: {
     flag: '--metrics-listen <host:port>',
     description: 'serve Prometheus metrics at /metrics on this address',
@@ -249,6 +265,7 @@ export function registerTierCommands(program: Command): void {
           maxFetchesPerPeer: o.storeMaxFetchesPerPeer,
         },
         storeSendTimeoutMs: o.storeSendTimeout,
+        sendRate: { timeoutMs: o.sendTimeout, minBytesPerSecond: o.sendMinRate },
         metricsListen: o.metricsListen,
         logger,
       }),
@@ -266,6 +283,7 @@ export function registerTierCommands(program: Command): void {
         listen: o.listen,
         upstreams: o.upstream,
         connectionsPerUpstream: o.connections,
+        sendRate: { timeoutMs: o.sendTimeout, minBytesPerSecond: o.sendMinRate },
         metricsListen: o.metricsListen,
         logger,
       }),
@@ -289,6 +307,7 @@ export function registerTierCommands(program: Command): void {
         fetchTimeoutMs: o.fetchTimeout,
         storeConnections: o.storeConnections,
         storeQueueTimeoutMs: o.storeQueueTimeout,
+        sendRate: { timeoutMs: o.sendTimeout, minBytesPerSecond: o.sendMinRate },
         connectionsPerUpstream: o.connections,
         metricsListen: o.metricsListen,
         logger,

@@ -10,6 +10,7 @@ import type { Keyring } from '../keys/keyring.js';
 import { OdbBackend, applyHead, streamPayload, type PayloadHead } from '../http/backend.js';
 import { FilePayload } from '../rab/file-payload.js';
 import type { FetchLimits } from '../rab/fetch-limits.js';
+import type { SendRateLimits } from '../net/send-rate.js';
 import type { PayloadSource } from '../rab/payload-source.js';
 import { StoreServer } from '../rab/server.js';
 import { BufferStore } from '../rab/store.js';
@@ -42,6 +43,8 @@ export interface BackendConfig {
   readonly storeFetchLimits?: Partial<FetchLimits>;
   /** The store's no-progress timeout (StoreServerOptions.sendTimeoutMs). */
   readonly storeSendTimeoutMs?: number;
+  /** Minimum send rate of the client listener. */
+  readonly sendRate?: SendRateLimits;
   readonly metricsListen?: HostPort;
   readonly logger: Logger;
 }
@@ -180,6 +183,8 @@ export async function startBackend(config: BackendConfig): Promise<RunningTier> 
     metrics,
     metricsListen: config.metricsListen,
     addresses,
+    sendRate: config.sendRate,
+    logger: log,
     closeParts: async () => {
       await storeServer?.close();
       storeServer?.store.close();

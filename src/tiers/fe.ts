@@ -10,6 +10,7 @@ import type { ResponseHeaders } from '../http/response-sink.js';
 import type { Keyring } from '../keys/keyring.js';
 import type { Logger } from '../log.js';
 import type { HostPort } from '../net/address.js';
+import type { SendRateLimits } from '../net/send-rate.js';
 import { isOdbHeader, odbPayloadHeader } from '../protocol/http-headers.js';
 import { HttpRelay, relayAsUsual, type RelayHooks } from './http-relay.js';
 import { TierMetrics, samplesByLabel } from './metrics.js';
@@ -30,6 +31,8 @@ export interface FrontendConfig {
   /** Fetches at once per store, and how long one waits for a free one (StoreClientOptions). */
   readonly storeConnections?: number;
   readonly storeQueueTimeoutMs?: number;
+  /** Minimum send rate of the client listener. */
+  readonly sendRate?: SendRateLimits;
   readonly connectionsPerUpstream: number;
   readonly metricsListen?: HostPort;
   readonly logger: Logger;
@@ -112,6 +115,8 @@ export async function startFrontend(config: FrontendConfig): Promise<RunningTier
     clientSockets,
     metrics,
     metricsListen: config.metricsListen,
+    sendRate: config.sendRate,
+    logger: log,
     closeParts: () => Promise.all([relay.close(), gateway?.close()]),
   });
 }

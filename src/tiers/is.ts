@@ -5,6 +5,7 @@
  */
 import type { HostPort } from '../net/address.js';
 import type { Logger } from '../log.js';
+import type { SendRateLimits } from '../net/send-rate.js';
 import { HttpRelay } from './http-relay.js';
 import { TierMetrics } from './metrics.js';
 import { mirrorRelayMetrics } from './relay-metrics.js';
@@ -16,6 +17,8 @@ export interface IntermediateConfig {
   readonly listen: HostPort;
   readonly upstreams: readonly string[];
   readonly connectionsPerUpstream: number;
+  /** Minimum send rate of the client listener. */
+  readonly sendRate?: SendRateLimits;
   readonly metricsListen?: HostPort;
   readonly logger: Logger;
 }
@@ -38,6 +41,8 @@ export async function startIntermediate(config: IntermediateConfig): Promise<Run
     clientSockets,
     metrics,
     metricsListen: config.metricsListen,
+    sendRate: config.sendRate,
+    logger: config.logger,
     closeParts: () => relay.close(),
   });
 }

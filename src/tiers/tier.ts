@@ -1,7 +1,10 @@
 import { createServer, type RequestListener } from 'node:http';
+import type { Logger } from '../log.js';
 import type { HostPort } from '../net/address.js';
 import { closeServer, listenServer } from '../net/listen.js';
+import type { SendRateLimits } from '../net/send-rate.js';
 import type { TierMetrics } from './metrics.js';
+import { attachSendWatchdog } from './send-timeouts.js';
 import type { SocketByteCounter } from './socket-counter.js';
 
 /** Whether a tier takes part in ODB. */
@@ -28,6 +31,9 @@ export interface TierParts {
   readonly addresses?: Record<string, string>;
   /** Closes the tier's own parts, after its listeners stopped. */
   readonly closeParts: () => Promise<unknown>;
+  /** Minimum send rate of the client listener (`--send-timeout`, `--send-min-rate`). */
+  readonly sendRate?: SendRateLimits;
+  readonly logger?: Logger;
 }
 
 /** Starts the client-facing HTTP listener and the metrics listener of a tier. */
@@ -35,6 +41,7 @@ export async function runTier(parts: TierParts): Promise<RunningTier> {
   // Long keep-alive: clients and proxies in front hold pooled connections.
   const server = createServer({ keepAliveTimeout: 65_000 }, parts.handler);
   server.on('connection', (socket) => parts.clientSockets.track(socket));
+  const sendWatchdog = attachSendWatchdog(server, parts.metrics, parts.sendRate, parts.logger);
   const addresses: Record<string, string> = { ...parts.addresses };
   addresses.http = await listenServer(server, parts.listen);
   if (parts.metricsListen)
@@ -47,6 +54,7 @@ export async function runTier(parts: TierParts): Promise<RunningTier> {
     metrics: parts.metrics,
     async close() {
       await Promise.all([closeServer(server), parts.metrics.close()]);
+      sendWatchdog.close();
       await parts.closeParts();
     },
   };
