@@ -10,8 +10,11 @@
  * however large the body; one that takes nothing is cut `timeoutMs` after it stopped; one that
  * trickles at a fraction f of the rate is cut after `timeoutMs / (1 - f)`. With a rate of 0 only
  * progress counts (nginx's rule). Credit capped at `timeoutMs` keeps a fast start from paying for
- * a long stall, and earning by bytes rather than by sampling windows tolerates the bursts in
- * which a kernel's send buffer drains.
+ * a long stall; earning by bytes rather than over fixed windows tolerates bursts.
+ *
+ * What a peer takes shows only as the kernel's send buffer for the socket drains, in bursts (up
+ * to about a MiB on loopback, less on real links): a peer is judged fairly when a burst comes
+ * within `timeoutMs`, so one slower than a burst per `timeoutMs` looks idle, as it does to nginx.
  *
  * Sockets are sampled, not hooked: one timer for all of them reads `writableLength` (bytes Node
  * still queues) and `bytesWritten` (bytes handed to the kernel, plus the queue). A socket with
@@ -160,7 +163,12 @@ export class SendWatchdog {
       });
       // A reset, not a close: a close would leave the unsent bytes in the kernel, which keeps
       // offering them to a peer that does not read (like nginx's reset_timedout_connection).
-      socket.resetAndDestroy();
+      // Only TCP sockets can be reset; anything else (a pipe) is destroyed.
+      try {
+        socket.resetAndDestroy();
+      } catch {
+        socket.destroy();
+      }
     }
     if (this.#sockets.size === 0) this.#stop();
   }
