@@ -15,6 +15,8 @@ export const errorCodes = {
   ODB_ERR_STORE_UNREACHABLE: 'buffer store cannot be reached',
   ODB_ERR_FETCH_TIMEOUT: 'fetch from the buffer store timed out',
   ODB_ERR_FETCH_ABORTED: 'fetch from the buffer store ended before all bytes arrived',
+  ODB_ERR_STORE_QUEUE_TIMEOUT: 'no connection to the buffer store became free in time',
+  ODB_ERR_SEND_TIMEOUT: 'a peer took the bytes sent to it too slowly; its connection was cut',
   ODB_ERR_SOURCE_CHANGED: 'the file behind a payload changed after it was registered',
   ODB_ERR_PAYLOAD_FAILED: 'the producer of a payload failed before writing all of it',
   ODB_ERR_PROTOCOL: 'a peer broke the ODB protocol',

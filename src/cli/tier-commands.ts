@@ -6,6 +6,10 @@ import { OdbError } from '../errors.js';
 import { defaultThresholdBytes } from '../http/backend.js';
 import { loadKeyring, type Keyring } from '../keys/keyring.js';
 import { createLogger } from '../log.js';
+import { defaultSendMinBytesPerSecond, defaultSendTimeoutMs } from '../net/send-rate.js';
+import { defaultStoreConnections, defaultStoreQueueTimeoutMs } from '../rab/client.js';
+import { defaultFetchLimits } from '../rab/fetch-limits.js';
+import { defaultStoreSendTimeoutMs } from '../rab/server.js';
 import { defaultBudgetBytes, defaultTtlMs } from '../rab/store.js';
 import { startBackend } from '../tiers/be.js';
 import { startFrontend } from '../tiers/fe.js';
@@ -23,6 +27,21 @@ import { serve } from './serve.js';
 import { requireDirectory } from './startup-errors.js';
 
 const common = {
+  sendTimeout: {
+    flag: '--send-timeout <duration>',
+    description:
+      'a client with response bytes queued must keep taking them: cut when its credit (this long, ' +
+      'earned back at --send-min-rate) runs out; 0: never',
+    schema: optionTypes.duration,
+    default: `${defaultSendTimeoutMs / 1000}s`,
+  },
+  sendMinRate: {
+    flag: '--send-min-rate <size>',
+    description:
+      'bytes per second a client must take while bytes are queued for it; 0: any progress',
+    schema: optionTypes.size,
+    default: `${defaultSendMinBytesPerSecond}B`,
+  },
   metricsListen: {
     flag: '--metrics-listen <host:port>',
     description: 'serve Prometheus metrics at /metrics on this address',
@@ -196,6 +215,32 @@ export const backendOptions = defineOptions({
     default: 'inside',
   },
   ...listenerLimitOptions,
+  storeMaxFetches: {
+    flag: '--store-max-fetches <n>',
+    description: 'fetches the store streams at once; beyond, ODB_ERR_BUSY',
+    schema: optionTypes.count,
+    default: defaultFetchLimits.maxFetches,
+  },
+  storeMaxFetchesPerPayload: {
+    flag: '--store-max-fetches-per-payload <n>',
+    description: 'fetches of one payload at once; beyond, ODB_ERR_BUSY',
+    schema: optionTypes.count,
+    default: defaultFetchLimits.maxFetchesPerPayload,
+  },
+  storeMaxFetchesPerPeer: {
+    flag: '--store-max-fetches-per-peer <n>',
+    description: 'fetches from one remote address at once; beyond, ODB_ERR_BUSY',
+    schema: optionTypes.count,
+    default: defaultFetchLimits.maxFetchesPerPeer,
+  },
+  storeSendTimeout: {
+    flag: '--store-send-timeout <duration>',
+    description:
+      'cut a store connection whose peer takes no byte for this long (keep it above the front ' +
+      "ends' --send-timeout); 0: never",
+    schema: optionTypes.duration,
+    default: `${defaultStoreSendTimeoutMs / 1000}s`,
+  },
   ...common,
 });
 
@@ -260,6 +305,18 @@ export const frontendOptions = defineOptions({
     description: 'budget for reaching a store and getting its answer',
     schema: optionTypes.duration,
     default: '5s',
+  },
+  storeConnections: {
+    flag: '--store-connections <n>',
+    description: 'fetches at once per store, one connection each (a slow client holds one)',
+    schema: optionTypes.count,
+    default: defaultStoreConnections,
+  },
+  storeQueueTimeout: {
+    flag: '--store-queue-timeout <duration>',
+    description: 'how long a fetch waits for a free store connection; then 502',
+    schema: optionTypes.duration,
+    default: `${defaultStoreQueueTimeoutMs / 1000}s`,
   },
   connections: {
     flag: '--connections <n>',
@@ -339,6 +396,13 @@ export function registerTierCommands(program: Command): void {
           storeBudgetBytes: o.storeBudget,
           storeTtlMs: o.storeTtl,
           limits: listenerLimits(o),
+          storeFetchLimits: {
+            maxFetches: o.storeMaxFetches,
+            maxFetchesPerPayload: o.storeMaxFetchesPerPayload,
+            maxFetchesPerPeer: o.storeMaxFetchesPerPeer,
+          },
+          storeSendTimeoutMs: o.storeSendTimeout,
+          sendRate: { timeoutMs: o.sendTimeout, minBytesPerSecond: o.sendMinRate },
           keyFile: o.keyFile,
           symlinks: o.symlinks,
           drainTimeoutMs: o.drainTimeout,
@@ -366,6 +430,7 @@ export function registerTierCommands(program: Command): void {
           connectionsPerUpstream: o.connections,
           upstreamQueue: upstreamQueue(o),
           limits: listenerLimits(o),
+          sendRate: { timeoutMs: o.sendTimeout, minBytesPerSecond: o.sendMinRate },
           metricsListen: o.metricsListen,
           logger,
         }),
@@ -394,6 +459,9 @@ export function registerTierCommands(program: Command): void {
           allowedStores: o.storeAllow,
           retryWithoutOffer: o.retryWithoutOffer,
           fetchTimeoutMs: o.fetchTimeout,
+          storeConnections: o.storeConnections,
+          storeQueueTimeoutMs: o.storeQueueTimeout,
+          sendRate: { timeoutMs: o.sendTimeout, minBytesPerSecond: o.sendMinRate },
           connectionsPerUpstream: o.connections,
           upstreamQueue: upstreamQueue(o),
           limits: listenerLimits(o),

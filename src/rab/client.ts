@@ -4,6 +4,7 @@ import { observedConnector } from '../http/connector.js';
 import { ResponseSink } from '../http/response-sink.js';
 import { Pool } from 'undici';
 import { OdbError, type OdbErrorCode } from '../errors.js';
+import { ConnectionSlots, type SlotStats } from './connection-slots.js';
 import { classify, refusalError } from './fetch-errors.js';
 import { descriptorToText, type Descriptor } from '../protocol/descriptor.js';
 import {
@@ -15,14 +16,34 @@ import {
   releaseOnComplete,
 } from '../protocol/store-rpc.js';
 
+/**
+ * Default fetches at once per store (`--store-connections`). Every delivery of a large response
+ * holds one for as long as its client takes, so this is sized for hundreds of slow clients, as
+ * nginx and HAProxy leave per-upstream connections unlimited by default under a global cap; stay
+ * at or below the stores' per-peer fetch limit (1024).
+ */
+export const defaultStoreConnections = 256;
+/** Default `--store-queue-timeout`: how long a fetch waits for one of those connections. */
+export const defaultStoreQueueTimeoutMs = 5000;
+/** Connections beyond the fetch slots, for releases and pings: never stuck behind paused fetches. */
+const controlConnections = 4;
+
 /** Options of a {@link StoreClient}. */
 export interface StoreClientOptions {
-  /** Budget for connecting and receiving the store's response head, in ms. Default 5000. */
+  /**
+   * Budget for connecting and receiving the store's response head once the fetch has a
+   * connection slot, in ms. Default 5000.
+   */
   readonly fetchTimeoutMs?: number;
   /** Longest pause between body bytes before the fetch fails, in ms. Default 30 000. */
   readonly idleTimeoutMs?: number;
-  /** Pooled connections per store endpoint. Default 32. */
+  /** Fetches at once per store endpoint, each on its own connection. Default 256. */
   readonly connectionsPerStore?: number;
+  /**
+   * How long a fetch waits for a slot when all are taken before failing with
+   * ODB_ERR_STORE_QUEUE_TIMEOUT, in ms. Default 5000.
+   */
+  readonly queueTimeoutMs?: number;
   /** Requests in flight per connection (HTTP/1.1 pipelining). Default 1. */
   readonly pipelining?: number;
   /** Called with every new store connection (for byte counters). */
@@ -30,7 +51,7 @@ export interface StoreClientOptions {
 }
 
 /** Counters of a fetch client; exposed as metrics. */
-export interface StoreClientStats {
+export interface StoreClientStats extends SlotStats {
   fetches: number;
   fetchedBytes: number;
   failures: Partial<Record<OdbErrorCode, number>>;
@@ -58,27 +79,56 @@ export interface FetchOptions {
  * destination with backpressure, never a whole payload in memory.
  */
 export class StoreClient {
-  readonly stats: StoreClientStats = { fetches: 0, fetchedBytes: 0, failures: {} };
+  readonly stats: StoreClientStats = {
+    fetches: 0,
+    fetchedBytes: 0,
+    failures: {},
+    queued: 0,
+    queueTimeouts: 0,
+  };
   readonly #fetchTimeoutMs: number;
   readonly #idleTimeoutMs: number;
   readonly #connections: number;
+  readonly #queueTimeoutMs: number;
   readonly #pipelining: number;
   readonly #onSocket: ((socket: Socket) => void) | undefined;
   readonly #pools = new Map<string, Pool>();
+  readonly #slots = new Map<string, ConnectionSlots>();
 
   constructor(options: StoreClientOptions = {}) {
     this.#fetchTimeoutMs = options.fetchTimeoutMs ?? 5000;
     this.#idleTimeoutMs = options.idleTimeoutMs ?? 30_000;
-    this.#connections = options.connectionsPerStore ?? 32;
+    this.#connections = options.connectionsPerStore ?? defaultStoreConnections;
+    this.#queueTimeoutMs = options.queueTimeoutMs ?? defaultStoreQueueTimeoutMs;
     this.#pipelining = options.pipelining ?? 1;
     this.#onSocket = options.onSocket;
+  }
+
+  /** Fetches holding a slot, and fetches waiting for one, over all stores. */
+  get slotUse(): { taken: number; waiting: number } {
+    let taken = 0;
+    let waiting = 0;
+    for (const slots of this.#slots.values()) {
+      taken += slots.taken;
+      waiting += slots.waiting;
+    }
+    return { taken, waiting };
+  }
+
+  #slotsOf(endpoint: string): ConnectionSlots {
+    let slots = this.#slots.get(endpoint);
+    if (!slots) {
+      slots = new ConnectionSlots(this.#connections, this.stats);
+      this.#slots.set(endpoint, slots);
+    }
+    return slots;
   }
 
   #pool(endpoint: string): Pool {
     let pool = this.#pools.get(endpoint);
     if (!pool) {
       pool = new Pool(`http://${endpoint}`, {
-        connections: this.#connections,
+        connections: this.#connections + controlConnections,
         pipelining: this.#pipelining,
         connect: observedConnector(this.#fetchTimeoutMs, this.#onSocket),
         headersTimeout: this.#fetchTimeoutMs,
@@ -94,8 +144,34 @@ export class StoreClient {
    * Streams the descriptor's range into `target`. Resolves with the byte count once the target
    * was ended; rejects with an OdbError (the target, if started, was destroyed).
    */
-  fetch(descriptor: Descriptor, target: FetchTarget, options: FetchOptions = {}): Promise<number> {
+  async fetch(
+    descriptor: Descriptor,
+    target: FetchTarget,
+    options: FetchOptions = {},
+  ): Promise<number> {
     this.stats.fetches++;
+    let release: () => void;
+    try {
+      release = await this.#slotsOf(descriptor.endpoint).acquire(
+        this.#queueTimeoutMs,
+        options.signal,
+      );
+    } catch (err) {
+      throw this.#failure(err as OdbError);
+    }
+    try {
+      return await this.#fetchOnSlot(descriptor, target, options);
+    } finally {
+      release();
+    }
+  }
+
+  /** A fetch that holds a connection slot. */
+  #fetchOnSlot(
+    descriptor: Descriptor,
+    target: FetchTarget,
+    options: FetchOptions,
+  ): Promise<number> {
     const expected = descriptor.open ? undefined : descriptor.length;
     return new Promise<number>((resolve, reject) => {
       let refusal: Promise<OdbError> | undefined;
@@ -149,6 +225,8 @@ export class StoreClient {
         },
         sink,
       );
+      // Aborted while the slot was being handed over: the listener came too late to hear it.
+      if (options.signal?.aborted) onCallerAbort();
     });
   }
 

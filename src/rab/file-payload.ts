@@ -1,9 +1,9 @@
 import { open, stat } from 'node:fs/promises';
 import { OdbError } from '../errors.js';
-import type { PayloadSource } from './payload-source.js';
+import type { PayloadSource, ReadOptions } from './payload-source.js';
 
 /** Size of each read from disk. Large enough to keep syscalls few, small enough to stream. */
-const readChunkBytes = 256 * 1024;
+export const readChunkBytes = 256 * 1024;
 
 /** What identifies one version of a file: a change to any of these means the bytes may differ. */
 export interface FileIdentity {
@@ -49,7 +49,12 @@ export class FilePayload implements PayloadSource {
     }
   }
 
-  async *read(start: number, end: number | undefined): AsyncIterable<Buffer> {
+  async *read(
+    start: number,
+    end: number | undefined,
+    options: ReadOptions = {},
+  ): AsyncIterable<Buffer> {
+    const allocate = options.allocate ?? ((want: number) => Buffer.allocUnsafe(want));
     const stop = Math.min(end ?? this.size, this.size);
     const handle = await open(this.path, 'r').catch((err: unknown) => {
       throw new OdbError('ODB_ERR_SOURCE_CHANGED', `cannot open ${this.path}`, { cause: err });
@@ -64,8 +69,8 @@ export class FilePayload implements PayloadSource {
       }
       for (let pos = start; pos < stop;) {
         // A fresh buffer per read: the consumer may still hold the previous one in a socket queue.
-        const want = Math.min(readChunkBytes, stop - pos);
-        const buf = Buffer.allocUnsafe(want);
+        const buf = allocate(Math.min(readChunkBytes, stop - pos));
+        const want = buf.length;
         const { bytesRead } = await handle.read(buf, 0, want, this.start + pos);
         if (bytesRead === 0) {
           throw new OdbError('ODB_ERR_SOURCE_CHANGED', `${this.path} is shorter than registered`);

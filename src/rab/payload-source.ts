@@ -9,11 +9,22 @@ export interface PayloadSource {
    * Yields the bytes of `[start, end)` in order (`end` undefined: to the end of an open source),
    * waiting for bytes not yet produced. Throws an OdbError when the bytes cannot be had.
    */
-  read(start: number, end: number | undefined): AsyncIterable<Buffer>;
+  read(start: number, end: number | undefined, options?: ReadOptions): AsyncIterable<Buffer>;
   /** Checks, before a fetch answers, that the bytes can still be had (e.g. the file is unchanged). */
   verify?(): Promise<void>;
   /** The only reader consumed everything before `offset`: memory below it may be freed. */
   discardBefore?(offset: number): void;
   /** The store dropped the entry (released or expired): stop producing, fail waiting readers. */
   abandon?(): void;
+}
+
+/** How a read is served. */
+export interface ReadOptions {
+  /**
+   * Memory for a source that copies its bytes (a file): a buffer for at most `want` bytes, maybe
+   * fewer (never none). The store server passes one that counts the memory against its budget;
+   * without it a source allocates as it likes. Sources that yield views of memory they hold
+   * ignore it.
+   */
+  readonly allocate?: (want: number) => Buffer;
 }

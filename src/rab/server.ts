@@ -23,16 +23,39 @@ import {
   type StorePing,
 } from '../protocol/store-rpc.js';
 import { isKeyChallenge, keyProof } from '../protocol/key-proof.js';
+import { ListenerGuard, type ListenerLimits } from '../http/listener-limits.js';
+import { SendWatchdog } from '../net/send-rate.js';
+import {
+  FetchAdmission,
+  peerAddress,
+  type FetchLimitKind,
+  type FetchLimits,
+} from './fetch-limits.js';
 import { pumpSource } from './pump.js';
 import { serveReferenceChannel } from './reference-channel.js';
 import { referenceToken } from './references.js';
 import type { BufferStore, StoreEntry } from './store.js';
+import { TransitAccount } from './transit.js';
+
+/** Default `--store-send-timeout`: see {@link StoreServerOptions.sendTimeoutMs}. */
+export const defaultStoreSendTimeoutMs = 120_000;
 
 /** Options of a {@link StoreServer}. */
 export interface StoreServerOptions {
   readonly store: BufferStore;
   /** Fetches streaming at once before new ones get ODB_ERR_BUSY. Default 4096. */
   readonly maxConcurrentFetches?: number;
+  /** Fetches of one payload streaming at once (ODB_ERR_BUSY beyond). Default 64. */
+  readonly maxFetchesPerPayload?: number;
+  /** Fetches from one remote address streaming at once (ODB_ERR_BUSY beyond). Default 1024. */
+  readonly maxFetchesPerPeer?: number;
+  /**
+   * A connection with response bytes queued that takes none of them for this long is cut, and
+   * its fetch's buffers freed; 0: never. A backstop for peers that stopped reading: a front end
+   * pauses its fetch while its own client is slow, and the front end's `--send-timeout` should
+   * cut such a client first, so keep this longer. Default 120 000.
+   */
+  readonly sendTimeoutMs?: number;
   /** Called with every accepted connection (for byte counters). */
   readonly onSocket?: (socket: Socket) => void;
   /**
@@ -45,6 +68,8 @@ export interface StoreServerOptions {
     StorePing,
     'faults' | 'faultBytes' | 'fetchFailures' | 'lazyRegions' | 'ownPayloadBytes'
   >;
+  /** Limits of the store's listener (default: a client listener's, without a per-connection request limit). */
+  readonly limits?: Partial<ListenerLimits>;
   readonly logger?: Logger;
 }
 
@@ -54,6 +79,10 @@ export interface StoreServerStats {
   fetchedBytes: number;
   inFlight: number;
   errors: Partial<Record<OdbErrorCode, number>>;
+  /** Fetches refused with ODB_ERR_BUSY, by the limit reached. */
+  refused: Record<FetchLimitKind, number>;
+  /** Connections cut because their peer stopped taking the bytes (see `sendTimeoutMs`). */
+  sendTimeouts: number;
 }
 
 /**
@@ -62,9 +91,12 @@ export interface StoreServerStats {
  */
 export class StoreServer {
   readonly store: BufferStore;
-  readonly stats: StoreServerStats = { fetches: 0, fetchedBytes: 0, inFlight: 0, errors: {} };
+  /** The listener's limits and their hits (`odb_limit_hits_total{listener="store"}`). */
+  readonly guard: ListenerGuard;
+  readonly #admission: FetchAdmission;
+  readonly #watchdog: SendWatchdog;
+  readonly #counts = { fetches: 0, fetchedBytes: 0, errors: {} as StoreServerStats['errors'] };
   readonly #server: Server;
-  readonly #maxConcurrent: number;
   readonly #log: Logger;
   readonly #registrationWaitMs: number;
   readonly #pingExtras: StoreServerOptions['pingExtras'];
@@ -73,15 +105,45 @@ export class StoreServer {
 
   constructor(options: StoreServerOptions) {
     this.store = options.store;
-    this.#maxConcurrent = options.maxConcurrentFetches ?? 4096;
+    this.#admission = new FetchAdmission({
+      maxFetches: options.maxConcurrentFetches,
+      maxFetchesPerPayload: options.maxFetchesPerPayload,
+      maxFetchesPerPeer: options.maxFetchesPerPeer,
+    } satisfies Partial<FetchLimits>);
     this.#log = options.logger ?? silentLogger;
+    this.#watchdog = new SendWatchdog({
+      timeoutMs: options.sendTimeoutMs ?? defaultStoreSendTimeoutMs,
+      minBytesPerSecond: 0,
+      onCut: (socket, cut) =>
+        this.#log.warn(
+          { code: 'ODB_ERR_SEND_TIMEOUT', peer: peerAddress(socket.remoteAddress), ...cut },
+          'store connection cut: its peer stopped reading',
+        ),
+    });
     this.#registrationWaitMs = options.registrationWaitMs ?? 0;
     this.#pingExtras = options.pingExtras;
-    this.#server = createServer({ keepAliveTimeout: 65_000 }, (req, res) => this.#handle(req, res));
+    // Front ends keep pooled connections for thousands of fetches: no per-connection request limit.
+    this.guard = new ListenerGuard({ maxRequestsPerConnection: 0, ...options.limits });
+    this.#server = createServer(
+      this.guard.serverOptions(),
+      this.guard.wrap((req, res) => this.#handle(req, res)),
+    );
+    this.guard.attach(this.#server);
     this.#server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) =>
       this.#upgrade(req, socket, head),
     );
+    this.#server.on('connection', (socket: Socket) => this.#watchdog.watch(socket));
     if (options.onSocket) this.#server.on('connection', options.onSocket);
+  }
+
+  /** Counters, read when scraped. */
+  get stats(): Readonly<StoreServerStats> {
+    return {
+      ...this.#counts,
+      inFlight: this.#admission.inFlight,
+      refused: { ...this.#admission.refused },
+      sendTimeouts: this.#watchdog.stats.cut,
+    };
   }
 
   /**
@@ -98,7 +160,7 @@ export class StoreServer {
   close(): Promise<void> {
     // Reference channels stay open for their holder's life: the store closing ends them.
     for (const socket of this.#channels) socket.end();
-    return closeServer(this.#server);
+    return closeServer(this.#server).finally(() => this.#watchdog.close());
   }
 
   /** Destroys every connection at once. */
@@ -210,16 +272,15 @@ export class StoreServer {
 
   async #fetch(req: IncomingMessage, res: ServerResponse, text: string): Promise<void> {
     let entry: StoreEntry | undefined;
+    let endFetch: (() => void) | undefined;
+    const transit = new TransitAccount(this.store);
     try {
-      if (this.stats.inFlight >= this.#maxConcurrent) {
-        throw new OdbError('ODB_ERR_BUSY', `${this.stats.inFlight} fetches in flight`);
-      }
       const descriptor = this.#authorise(text);
       const id = payloadIdHex(descriptor);
       await this.#known(id);
+      endFetch = this.#admission.admit(id, peerAddress(req.socket.remoteAddress));
       entry = this.store.beginRead(id);
-      this.stats.inFlight++;
-      this.stats.fetches++;
+      this.#counts.fetches++;
       const plan = planFetch(descriptor, entry, req.headers.range);
       await entry.source.verify?.();
       const headers: Record<string, string | number> = {
@@ -229,18 +290,19 @@ export class StoreServer {
       if (plan.contentRange) headers['content-range'] = plan.contentRange;
       res.writeHead(plan.contentRange ? 206 : 200, headers);
       const consumes = req.headers[releaseHeader] === releaseOnComplete && plan.wholeRange;
-      const complete = await this.#stream(res, entry, plan.start, plan.end, consumes);
+      const complete = await this.#stream(res, entry, plan.start, plan.end, consumes, transit);
       if (complete && consumes) this.store.release(id);
     } catch (err) {
       this.#fail(res, err);
     } finally {
-      if (entry) {
+      if (endFetch) {
         // The socket may still be writing chunks of the payload's memory (a source may yield
         // views of memory it frees when the store drops it): the read ends once it is not.
         // 'finish' follows the last write's callback; a destroyed socket cancels pending writes.
         await new Promise<void>((resolve) => finished(res, () => resolve()));
-        this.store.endRead(entry);
-        this.stats.inFlight--;
+        transit.close();
+        if (entry) this.store.endRead(entry);
+        endFetch();
       }
     }
   }
@@ -252,11 +314,16 @@ export class StoreServer {
     start: number,
     end: number | undefined,
     consumes: boolean,
+    transit: TransitAccount,
   ): Promise<boolean> {
-    const complete = await pumpSource(entry.source, start, end, res, (position, bytes) => {
-      this.stats.fetchedBytes += bytes;
+    const onChunk = (position: number, bytes: number): void => {
+      this.#counts.fetchedBytes += bytes;
       // An open payload is a single-consumer pipe: free what the consumer has taken.
       if (consumes && entry.open) entry.source.discardBefore?.(position);
+    };
+    const complete = await pumpSource(entry.source, start, end, res, onChunk, {
+      allocate: transit.allocate,
+      onFlushed: transit.flushed,
     });
     if (complete) res.end();
     return complete;
@@ -264,7 +331,8 @@ export class StoreServer {
 
   #fail(res: ServerResponse, err: unknown): void {
     const code: OdbErrorCode = isOdbError(err) ? err.code : 'ODB_ERR_PAYLOAD_FAILED';
-    this.stats.errors[code] = (this.stats.errors[code] ?? 0) + 1;
+    const errors = this.#counts.errors;
+    errors[code] = (errors[code] ?? 0) + 1;
     if (res.headersSent) {
       // Mid-body: the only honest signal is to cut the connection short of the announced length.
       this.#log.warn({ code, err: String(err) }, 'store fetch aborted mid-body');

@@ -9,7 +9,10 @@ import type { PayloadSource } from './payload-source.js';
 export interface BufferStoreOptions {
   /** Signs descriptors (with its first key) and verifies them. */
   readonly keyring: Keyring;
-  /** Memory the store may hold for payloads, in bytes. Default 256 MiB. */
+  /**
+   * Memory the store may hold, in bytes: payloads, and bytes its server has read from sources
+   * into memory for fetches but not yet flushed to their sockets. Default 256 MiB.
+   */
   readonly budgetBytes?: number;
   /** How long an unreleased payload stays fetchable, in ms. Default 30 000. */
   readonly ttlMs?: number;
@@ -50,10 +53,19 @@ export interface StoreStats {
   rejectedFull: number;
   released: number;
   expired: number;
+  /** Bytes read from sources for fetches and not yet flushed to their sockets (in the budget). */
+  transitBytes: number;
+  /** Reads given less memory than they asked for because the budget was spent. */
+  transitSqueezed: number;
 }
 
 export const defaultBudgetBytes = 256 * 1024 * 1024;
 export const defaultTtlMs = 30_000;
+/**
+ * Smallest read a fetch is given when the budget is spent: fetches go on, in smaller pieces, and
+ * the budget is exceeded by at most this much per fetch streaming (so the fetch limits bound it).
+ */
+export const minTransitChunkBytes = 16 * 1024;
 
 /**
  * RAB, the buffer store of the owning process: keeps payload bytes while descriptors to them may
@@ -73,6 +85,8 @@ export class BufferStore {
     rejectedFull: 0,
     released: 0,
     expired: 0,
+    transitBytes: 0,
+    transitSqueezed: 0,
   };
   readonly #now: () => number;
   readonly #entries = new Map<string, StoreEntry>();
@@ -109,11 +123,34 @@ export class BufferStore {
     }
   }
 
-  /** True when `charge` more bytes (and one more entry) fit now. */
+  /**
+   * True when `charge` more bytes (and one more entry) fit now. A payload that holds no memory (a
+   * file range, a generator) always fits, even while fetches in transit have spent the budget.
+   */
   hasRoomFor(charge: number): boolean {
-    return (
-      this.#entries.size < this.maxEntries && this.stats.chargedBytes + charge <= this.budgetBytes
-    );
+    return this.#entries.size < this.maxEntries && (charge === 0 || charge <= this.#room());
+  }
+
+  /** Budget bytes neither charged by payloads nor held by fetches in transit. */
+  #room(): number {
+    return this.budgetBytes - this.stats.chargedBytes - this.stats.transitBytes;
+  }
+
+  /**
+   * Reserves memory for a fetch to read `want` bytes into: all of it while the budget has room,
+   * else what is left but at least {@link minTransitChunkBytes}. Give it back with
+   * {@link releaseTransit} once the bytes were flushed (or the fetch ended).
+   */
+  reserveTransit(want: number): number {
+    const granted = Math.min(want, Math.max(this.#room(), minTransitChunkBytes));
+    if (granted < want) this.stats.transitSqueezed++;
+    this.stats.transitBytes += granted;
+    return granted;
+  }
+
+  /** Gives back memory reserved with {@link reserveTransit}. */
+  releaseTransit(bytes: number): void {
+    this.stats.transitBytes -= bytes;
   }
 
   /**

@@ -10,6 +10,8 @@ import type { Keyring } from '../keys/keyring.js';
 import { OdbBackend, applyHead, streamPayload, type PayloadHead } from '../http/backend.js';
 import { parseRequestTarget } from '../http/request-target.js';
 import { FilePayload } from '../rab/file-payload.js';
+import type { FetchLimits } from '../rab/fetch-limits.js';
+import type { SendRateLimits } from '../net/send-rate.js';
 import type { PayloadSource } from '../rab/payload-source.js';
 import { StoreServer } from '../rab/server.js';
 import { BufferStore } from '../rab/store.js';
@@ -48,6 +50,12 @@ export interface BackendConfig {
    * descriptors are out; front ends fetch them after the response head). Default 0: close at once.
    */
   readonly drainTimeoutMs?: number;
+  /** Concurrent-fetch limits of the store (defaults: see defaultFetchLimits). */
+  readonly storeFetchLimits?: Partial<FetchLimits>;
+  /** The store's no-progress timeout (StoreServerOptions.sendTimeoutMs). */
+  readonly storeSendTimeoutMs?: number;
+  /** Minimum send rate of the client listener. */
+  readonly sendRate?: SendRateLimits;
   readonly metricsListen?: HostPort;
   /** Limits of the client-facing listener. */
   readonly limits?: Partial<ListenerLimits>;
@@ -79,7 +87,15 @@ export async function startBackend(config: BackendConfig): Promise<RunningTier> 
       budgetBytes: config.storeBudgetBytes,
       ttlMs: config.storeTtlMs,
     });
-    storeServer = new StoreServer({ store, logger: log, onSocket: (s) => storeSockets.track(s) });
+    storeServer = new StoreServer({
+      store,
+      logger: log,
+      onSocket: (s) => storeSockets.track(s),
+      maxConcurrentFetches: config.storeFetchLimits?.maxFetches,
+      maxFetchesPerPayload: config.storeFetchLimits?.maxFetchesPerPayload,
+      maxFetchesPerPeer: config.storeFetchLimits?.maxFetchesPerPeer,
+      sendTimeoutMs: config.storeSendTimeoutMs,
+    });
     addresses.store = await storeServer.listen(
       config.storeListen.host,
       config.storeListen.port,
@@ -182,6 +198,7 @@ export async function startBackend(config: BackendConfig): Promise<RunningTier> 
   };
 
   const metrics = new TierMetrics('be', config.mode);
+  if (storeServer) metrics.countLimits('store', storeServer.guard);
   mirrorBackendMetrics(metrics, { counts, clientSockets, storeSockets, backend, storeServer });
   metrics.mirror({
     name: 'odb_files_refused_total',
@@ -201,6 +218,8 @@ export async function startBackend(config: BackendConfig): Promise<RunningTier> 
     metricsListen: config.metricsListen,
     limits: config.limits,
     addresses,
+    sendRate: config.sendRate,
+    logger: log,
     closeParts: async () => {
       if (storeServer && config.drainTimeoutMs) {
         await untilDrained(storeServer, Date.now() + config.drainTimeoutMs);
@@ -323,6 +342,37 @@ function mirrorBackendMetrics(metrics: TierMetrics, parts: BackendParts): void {
       [{ event: 'expired' }, store.stats.expired],
       [{ event: 'rejected_full' }, store.stats.rejectedFull],
     ],
+  });
+  metrics.mirror({
+    name: 'odb_store_transit_bytes',
+    help: 'Budget bytes held by fetches: read into memory, not yet flushed to their sockets',
+    type: 'gauge',
+    read: () => [[{}, store.stats.transitBytes]],
+  });
+  metrics.mirror({
+    name: 'odb_store_transit_squeezed_total',
+    help: 'Fetch reads given less memory than they asked for because the budget was spent',
+    type: 'counter',
+    read: () => [[{}, store.stats.transitSqueezed]],
+  });
+  metrics.mirror({
+    name: 'odb_store_fetches_in_flight',
+    help: 'Fetches the buffer store is streaming',
+    type: 'gauge',
+    read: () => [[{}, storeServer.stats.inFlight]],
+  });
+  metrics.mirror({
+    name: 'odb_store_fetches_refused_total',
+    help: 'Fetches refused with ODB_ERR_BUSY, by the limit reached (total, payload, peer)',
+    type: 'counter',
+    labelNames: ['limit'],
+    read: () => samplesByLabel('limit', storeServer.stats.refused),
+  });
+  metrics.mirror({
+    name: 'odb_store_send_timeouts_total',
+    help: 'Store connections cut because their peer took nothing for --store-send-timeout',
+    type: 'counter',
+    read: () => [[{}, storeServer.stats.sendTimeouts]],
   });
   metrics.mirror({
     name: 'odb_store_fetches_total',

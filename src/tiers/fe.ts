@@ -28,9 +28,11 @@ import {
   type RelayHooks,
   type UpstreamQueueLimits,
 } from './http-relay.js';
+import type { SendRateLimits } from '../net/send-rate.js';
 import { TierMetrics, samplesByLabel } from './metrics.js';
 import { mirrorRelayMetrics } from './relay-metrics.js';
 import { SocketByteCounter } from './socket-counter.js';
+import { mirrorStoreClientMetrics } from './store-client-metrics.js';
 import { runTier, type RunningTier, type TierMode } from './tier.js';
 
 /** Configuration of the front end. */
@@ -42,6 +44,11 @@ export interface FrontendConfig {
   /** Store endpoints descriptors may name; at least one in odb mode. */
   readonly allowedStores: readonly string[];
   readonly fetchTimeoutMs: number;
+  /** Fetches at once per store, and how long one waits for a free one (StoreClientOptions). */
+  readonly storeConnections?: number;
+  readonly storeQueueTimeoutMs?: number;
+  /** Minimum send rate of the client listener. */
+  readonly sendRate?: SendRateLimits;
   readonly connectionsPerUpstream: number;
   /**
    * Re-send a GET/HEAD/OPTIONS without a body once, without the offer, when its descriptor was
@@ -96,7 +103,12 @@ export async function startFrontend(config: FrontendConfig): Promise<RunningTier
     gateway = new OdbGateway({
       keyring: config.keyring,
       allowedStores: config.allowedStores,
-      fetch: { fetchTimeoutMs: config.fetchTimeoutMs, onSocket: (s) => storeSockets.track(s) },
+      fetch: {
+        fetchTimeoutMs: config.fetchTimeoutMs,
+        connectionsPerStore: config.storeConnections,
+        queueTimeoutMs: config.storeQueueTimeoutMs,
+        onSocket: (s) => storeSockets.track(s),
+      },
     });
   }
   // The hooks re-send through the relay, which is created right after them (and before any call).
@@ -159,6 +171,7 @@ export async function startFrontend(config: FrontendConfig): Promise<RunningTier
   );
   let keyCheckTimer: NodeJS.Timeout | undefined;
   if (gateway) {
+    mirrorStoreClientMetrics(metrics, gateway.client);
     mirrorGatewayMetrics(metrics, gateway, counts);
     keyCheckTimer = watchStoreKeys(gateway, counts, log, config.keyCheckIntervalMs ?? 30_000);
   }
@@ -169,6 +182,8 @@ export async function startFrontend(config: FrontendConfig): Promise<RunningTier
     metrics,
     metricsListen: config.metricsListen,
     limits: config.limits,
+    sendRate: config.sendRate,
+    logger: log,
     closeParts: () => {
       clearInterval(keyCheckTimer);
       return Promise.all([relay.close(), gateway?.close()]);

@@ -7,6 +7,7 @@ import type { HostPort } from '../net/address.js';
 import type { Logger } from '../log.js';
 import type { ListenerLimits } from '../http/listener-limits.js';
 import { HttpRelay, type UpstreamQueueLimits } from './http-relay.js';
+import type { SendRateLimits } from '../net/send-rate.js';
 import { TierMetrics } from './metrics.js';
 import { mirrorRelayMetrics } from './relay-metrics.js';
 import { SocketByteCounter } from './socket-counter.js';
@@ -17,6 +18,8 @@ export interface IntermediateConfig {
   readonly listen: HostPort;
   readonly upstreams: readonly string[];
   readonly connectionsPerUpstream: number;
+  /** Minimum send rate of the client listener. */
+  readonly sendRate?: SendRateLimits;
   readonly metricsListen?: HostPort;
   /** Limits of the client-facing listener. */
   readonly limits?: Partial<ListenerLimits>;
@@ -45,6 +48,8 @@ export async function startIntermediate(config: IntermediateConfig): Promise<Run
     metrics,
     metricsListen: config.metricsListen,
     limits: config.limits,
+    sendRate: config.sendRate,
+    logger: config.logger,
     closeParts: () => relay.close(),
   });
 }

@@ -1,8 +1,11 @@
 import { createServer, type RequestListener } from 'node:http';
 import { ListenerGuard, type ListenerLimits } from '../http/listener-limits.js';
+import type { Logger } from '../log.js';
 import type { HostPort } from '../net/address.js';
 import { closeServer, listenServer } from '../net/listen.js';
+import type { SendRateLimits } from '../net/send-rate.js';
 import type { TierMetrics } from './metrics.js';
+import { attachSendWatchdog } from './send-timeouts.js';
 import type { SocketByteCounter } from './socket-counter.js';
 
 /** Whether a tier takes part in ODB. */
@@ -31,6 +34,9 @@ export interface TierParts {
   readonly limits?: Partial<ListenerLimits>;
   /** Closes the tier's own parts, after its listeners stopped. */
   readonly closeParts: () => Promise<unknown>;
+  /** Minimum send rate of the client listener (`--send-timeout`, `--send-min-rate`). */
+  readonly sendRate?: SendRateLimits;
+  readonly logger?: Logger;
 }
 
 /** Starts the client-facing HTTP listener and the metrics listener of a tier. */
@@ -40,6 +46,7 @@ export async function runTier(parts: TierParts): Promise<RunningTier> {
   const server = createServer(guard.serverOptions(), guard.wrap(parts.handler));
   guard.attach(server);
   server.on('connection', (socket) => parts.clientSockets.track(socket));
+  const sendWatchdog = attachSendWatchdog(server, parts.metrics, parts.sendRate, parts.logger);
   const addresses: Record<string, string> = { ...parts.addresses };
   addresses.http = await listenServer(server, parts.listen);
   if (parts.metricsListen)
@@ -52,6 +59,7 @@ export async function runTier(parts: TierParts): Promise<RunningTier> {
     metrics: parts.metrics,
     async close() {
       await Promise.all([closeServer(server), parts.metrics.close()]);
+      sendWatchdog.close();
       await parts.closeParts();
     },
   };

@@ -2,7 +2,7 @@
 import { generateClusterKey, Keyring, type ClusterKey } from '../../src/keys/keyring.js';
 import { signDescriptor, type Descriptor } from '../../src/protocol/descriptor.js';
 import { StoreServer, type StoreServerOptions } from '../../src/rab/server.js';
-import { BufferStore } from '../../src/rab/store.js';
+import { BufferStore, type BufferStoreOptions } from '../../src/rab/store.js';
 
 /** A running store with a fresh cluster key. */
 export interface TestStore {
@@ -17,13 +17,14 @@ export interface TestStore {
   close(): Promise<void>;
 }
 
-/** Starts a store (TTL 60 s) on a free loopback port. */
+/** Starts a store (TTL 60 s unless `storeOptions` say otherwise) on a free loopback port. */
 export async function startTestStore(
   options: Omit<StoreServerOptions, 'store'> = {},
+  storeOptions: Omit<BufferStoreOptions, 'keyring'> = {},
 ): Promise<TestStore> {
   const key = generateClusterKey();
   const keyring = new Keyring([key]);
-  const store = new BufferStore({ keyring, ttlMs: 60_000 });
+  const store = new BufferStore({ keyring, ttlMs: 60_000, ...storeOptions });
   const server = new StoreServer({ ...options, store });
   const endpoint = await server.listen('127.0.0.1', 0);
   return {

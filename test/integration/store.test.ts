@@ -17,6 +17,7 @@ import { FilePayload } from '../../src/rab/file-payload.js';
 import { MemoryPayload } from '../../src/rab/memory-payload.js';
 import { SyntheticPayload, syntheticBytes, syntheticSha256 } from '../../src/tiers/synthetic.js';
 import { HashSink, eventually, rawExchange, scriptedServer, sha256 } from '../helpers/net.js';
+import { neverReads, rawGet } from '../helpers/slow-readers.js';
 import { startTestStore, testDescriptor } from '../helpers/store.js';
 
 const { key, store, server, port, close } = await startTestStore({
@@ -179,6 +180,76 @@ test('busy: fetches beyond the concurrency limit are refused', async () => {
     p.finish();
   }
   await Promise.all(fetches);
+});
+
+test('a fetch that finds every store connection busy waits, bounded, as ODB_ERR_STORE_QUEUE_TIMEOUT', async () => {
+  const narrow = new StoreClient({
+    fetchTimeoutMs: 2000,
+    connectionsPerStore: 1,
+    queueTimeoutMs: 300,
+  });
+  const stalled = new MemoryPayload({ expectedSize: 10 });
+  const holding = narrow.fetch(store.register(stalled, 10)!, sink().target); // the one connection
+  let fed = false;
+  try {
+    await eventually(() => server.stats.inFlight === 1, 2000, 'the first fetch to stream');
+    const started = Date.now();
+    await assert.rejects(
+      narrow.fetch(store.register(new SyntheticPayload(1, 0, 10), 0)!, sink().target),
+      (e: unknown) => isOdbError(e, 'ODB_ERR_STORE_QUEUE_TIMEOUT'),
+    );
+    // Before, it waited inside the pool for the whole fetch timeout and was called unreachable.
+    assert.ok(Date.now() - started < 1500, `failed after ${Date.now() - started} ms`);
+    // One that gets the connection in time is served.
+    const { target, hash } = sink();
+    const queued = narrow.fetch(store.register(new SyntheticPayload(2, 0, 100_000), 0)!, target);
+    stalled.append(Buffer.alloc(10));
+    stalled.finish();
+    fed = true;
+    assert.equal(await holding, 10);
+    assert.equal(await queued, 100_000);
+    assert.equal(hash.digest(), syntheticSha256(2, 0, 100_000));
+    assert.deepEqual(
+      { queued: narrow.stats.queued, queueTimeouts: narrow.stats.queueTimeouts },
+      { queued: 2, queueTimeouts: 1 },
+    );
+    assert.equal(narrow.stats.failures.ODB_ERR_STORE_QUEUE_TIMEOUT, 1);
+  } finally {
+    if (!fed) stalled.fail('the test ended');
+    await holding.catch(() => {});
+    await narrow.close();
+  }
+});
+
+test('file bytes a fetch holds in memory count against the budget until its socket takes them', async () => {
+  const budget = 1024 * 1024;
+  const small = await startTestStore({}, { budgetBytes: budget });
+  const dir = mkdtempSync(join(tmpdir(), 'odb-transit-'));
+  const path = join(dir, 'f.bin');
+  writeFileSync(path, Buffer.alloc(16 * 1024 * 1024, 3));
+  const d = small.store.register(await FilePayload.fromPath(path), 0)!;
+  const stalled = await Promise.all(
+    Array.from({ length: 6 }, () =>
+      rawGet('127.0.0.1', small.port, `/odb/v1/payload/${descriptorToText(d)}`, neverReads),
+    ),
+  );
+  try {
+    await eventually(() => small.store.stats.transitSqueezed > 0, 5000, 'the budget to be spent');
+    const { transitBytes } = small.store.stats;
+    assert.ok(transitBytes > budget / 2, `${transitBytes} bytes in transit`);
+    assert.ok(transitBytes <= budget + 6 * 16 * 1024, `${transitBytes} bytes in transit`);
+    // A payload that would need memory now goes real instead of growing the store past its budget.
+    assert.equal(small.store.hasRoomFor(budget / 2), false);
+  } finally {
+    for (const r of stalled) r.destroy();
+  }
+  await eventually(
+    () => small.store.stats.transitBytes === 0 && small.server.stats.inFlight === 0,
+    5000,
+    'the transit memory to be given back',
+  );
+  assert.equal(small.store.hasRoomFor(budget / 2), true);
+  await small.close();
 });
 
 test('unreachable store: refused connection and silent peer both fail within the timeout', async () => {

@@ -4,7 +4,7 @@ import { isOdbError } from '../../src/errors.js';
 import { generateClusterKey, Keyring } from '../../src/keys/keyring.js';
 import { payloadIdHex } from '../../src/protocol/descriptor.js';
 import { MemoryPayload } from '../../src/rab/memory-payload.js';
-import { BufferStore } from '../../src/rab/store.js';
+import { BufferStore, minTransitChunkBytes } from '../../src/rab/store.js';
 import { SyntheticPayload, syntheticBytes } from '../../src/tiers/synthetic.js';
 
 const keyring = new Keyring([generateClusterKey()]);
@@ -124,6 +124,28 @@ test('store: a released payload finishes its streaming fetch, then is abandoned'
   assert.equal((await readAll(entry.source)).toString(), 'data');
   store.endRead(entry);
   assert.equal(payload.abandoned, true);
+  store.close();
+});
+
+test('store: memory in transit counts against the budget; reads shrink instead of waiting', () => {
+  const store = new BufferStore({ keyring, budgetBytes: 1024 * 1024 });
+  store.advertise('127.0.0.1:1');
+  assert.ok(store.register(new MemoryPayload({ expectedSize: 10 }), 512 * 1024));
+  assert.equal(store.reserveTransit(256 * 1024), 256 * 1024);
+  assert.equal(store.hasRoomFor(512 * 1024), false); // 256 KiB of room left
+  assert.equal(store.reserveTransit(256 * 1024), 256 * 1024);
+  // Spent: a read gets the smallest chunk, and that is counted.
+  assert.equal(store.reserveTransit(256 * 1024), minTransitChunkBytes);
+  assert.equal(store.reserveTransit(4096), 4096); // asked for less than the smallest chunk
+  assert.deepEqual(
+    { transit: store.stats.transitBytes, squeezed: store.stats.transitSqueezed },
+    { transit: 512 * 1024 + minTransitChunkBytes + 4096, squeezed: 1 },
+  );
+  assert.equal(store.hasRoomFor(1), false);
+  // A payload that holds no memory still fits.
+  assert.ok(store.register(new SyntheticPayload(1, 0, 10), 0));
+  store.releaseTransit(store.stats.transitBytes);
+  assert.equal(store.hasRoomFor(512 * 1024), true);
   store.close();
 });
 

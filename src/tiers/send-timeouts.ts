@@ -1,0 +1,44 @@
+/** The minimum send rate of a tier's client listener: watchdog, metric and log line. */
+import type { Server } from 'node:net';
+import { silentLogger, type Logger } from '../log.js';
+import {
+  SendWatchdog,
+  defaultSendMinBytesPerSecond,
+  defaultSendTimeoutMs,
+  type SendRateLimits,
+} from '../net/send-rate.js';
+import type { TierMetrics } from './metrics.js';
+
+/** The defaults of `--send-timeout` and `--send-min-rate`. */
+export const defaultSendRate: SendRateLimits = {
+  timeoutMs: defaultSendTimeoutMs,
+  minBytesPerSecond: defaultSendMinBytesPerSecond,
+};
+
+/**
+ * Watches every connection `server` accepts (see SendWatchdog), counts cuts in
+ * `odb_send_timeouts_total` and logs each. Close the watchdog with the server.
+ */
+export function attachSendWatchdog(
+  server: Server,
+  metrics: TierMetrics,
+  limits: SendRateLimits = defaultSendRate,
+  logger: Logger = silentLogger,
+): SendWatchdog {
+  const watchdog = new SendWatchdog({
+    ...limits,
+    onCut: (socket, cut) =>
+      logger.warn(
+        { code: 'ODB_ERR_SEND_TIMEOUT', peer: socket.remoteAddress, ...cut },
+        'client connection cut: it took its response too slowly',
+      ),
+  });
+  server.on('connection', (socket) => watchdog.watch(socket));
+  metrics.mirror({
+    name: 'odb_send_timeouts_total',
+    help: 'Client connections cut because they took their response slower than --send-min-rate',
+    type: 'counter',
+    read: () => [[{}, watchdog.stats.cut]],
+  });
+  return watchdog;
+}
