@@ -276,14 +276,16 @@ export class HttpRelay {
       answerPlain(res, 400, 'Bad Request\n', true);
       return;
     }
+    if (code === 'ODB_ERR_UPSTREAM_BUSY' && !res.headersSent) {
+      // Counted in upstreamQueueTimeouts: the upstream did not fail, it was busy.
+      this.#log.info({ err: err.message, url: req.url }, 'no upstream connection: answered 503');
+      answerPlain(res, 503, 'Service Unavailable: every upstream connection is busy\n');
+      return;
+    }
     this.stats.upstreamFailures++;
     this.#log.warn({ err: err.message, code, url: req.url }, 'upstream request failed');
     if (res.headersSent) {
       if (!res.destroyed) res.destroy(err);
-      return;
-    }
-    if (code === 'ODB_ERR_UPSTREAM_BUSY') {
-      answerPlain(res, 503, 'Service Unavailable: every upstream connection is busy\n');
       return;
     }
     const timeout = code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_CONNECT_TIMEOUT';
