@@ -14,6 +14,8 @@
  */
 import type { OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import type { MemoryPayload } from '../rab/memory-payload.js';
+import { HeldWrites } from './held-writes.js';
+import { WritePacer } from './write-pacer.js';
 
 /** What the capture asks of its owner. */
 export interface CaptureHooks {
@@ -33,11 +35,15 @@ export interface CaptureHooks {
 type Callback = (err?: Error | null) => void;
 type Chunk = string | Uint8Array;
 
-interface HeldWrite {
-  readonly chunk: Chunk;
-  readonly encoding: BufferEncoding | undefined;
-  readonly callback: Callback | undefined;
-}
+/**
+ * Writes a captured handler may make in one turn of the event loop, however small (with the
+ * socket's high-water mark of bytes). A socket stops a handler writing one byte at a time after a
+ * few thousand writes; a payload in memory would not. Node accepts one connection per turn of a
+ * busy loop, so long turns starve new connections: with 30 such handlers and no count limit,
+ * store fetches waited over 5 s to be accepted and failed. 1024 writes cost ~0.4 ms per turn and
+ * about 10 % more CPU for one-byte writes than no limit; writes of 16 bytes or more never reach it.
+ */
+const turnWrites = 1024;
 
 interface HttpServerLike {
   httpAllowHalfOpen?: boolean;
@@ -45,9 +51,18 @@ interface HttpServerLike {
 
 /** Starts capturing `res`. Must be called before the handler writes anything. */
 export function captureResponse(res: ServerResponse, hooks: CaptureHooks): void {
-  const held: HeldWrite[] = [];
-  let heldBytes = 0;
+  const held = new HeldWrites();
   let payload: MemoryPayload | undefined;
+  // Held or captured, the handler's writes are paced like writes to a socket (see WritePacer).
+  const pacer = new WritePacer({
+    turnBytes: res.writableHighWaterMark,
+    turnWrites: turnWrites,
+    sinkFull: () => payload?.needsDrain ?? false,
+    whenSinkHasRoom: (listener) => payload!.onDrain(listener),
+    drain: () => {
+      if (!res.writableEnded) res.emit('drain');
+    },
+  });
 
   const restore = (): void => {
     // Own properties shadow the prototype's methods; deleting them restores plain Node behaviour.
@@ -58,8 +73,7 @@ export function captureResponse(res: ServerResponse, hooks: CaptureHooks): void 
 
   const replayReal = (): void => {
     restore();
-    for (const w of held) res.write(w.chunk, w.encoding as BufferEncoding, w.callback);
-    held.length = 0;
+    held.replayInto({ write: (chunk, callback) => res.write(chunk, callback) });
   };
 
   const goVirtual = (
@@ -77,8 +91,9 @@ export function captureResponse(res: ServerResponse, hooks: CaptureHooks): void 
       if (!res.writableEnded)
         payload?.fail('the response was destroyed before the handler ended it');
     });
-    for (const w of held) appendVirtual(w.chunk, w.encoding, w.callback);
-    held.length = 0;
+    const { bytes, callbacks } = held.take();
+    payload.write(bytes);
+    for (const callback of callbacks) process.nextTick(callback);
     return true;
   };
 
@@ -87,14 +102,11 @@ export function captureResponse(res: ServerResponse, hooks: CaptureHooks): void 
     encoding: BufferEncoding | undefined,
     callback?: Callback,
   ): boolean => {
-    // A copy: the handler may reuse its buffer once the write callback ran.
-    const bytes = typeof chunk === 'string' ? Buffer.from(chunk, encoding) : Buffer.from(chunk);
-    const target = payload!;
-    target.append(bytes);
+    // Copied (the handler may reuse its buffer once the write callback ran) into the payload's
+    // blocks, so a body written in tiny pieces costs memory by its bytes, not by its writes.
+    payload!.write(chunk, encoding);
     if (callback) process.nextTick(callback);
-    if (!target.needsDrain) return true;
-    target.onDrain(() => res.emit('drain'));
-    return false;
+    return pacer.wrote(byteLength(chunk, encoding));
   };
 
   const announcedLength = (): number | undefined => {
@@ -111,7 +123,7 @@ export function captureResponse(res: ServerResponse, hooks: CaptureHooks): void 
       if (announced < hooks.thresholdBytes || !goVirtual(announced, announced)) replayReal();
       return true;
     }
-    const total = heldBytes + pendingBytes;
+    const total = held.byteLength + pendingBytes;
     if (ending) {
       // Node gives a body ended in one call a Content-Length, and a written one chunked framing.
       const original = writesBefore === 0 ? total : undefined;
@@ -155,13 +167,12 @@ export function captureResponse(res: ServerResponse, hooks: CaptureHooks): void 
     const [encoding, callback] = splitArgs(encodingOrCallback, maybeCallback);
     if (payload) return appendVirtual(chunk, encoding, callback);
     const length = byteLength(chunk, encoding);
-    if (decide(false, length, held.length)) {
+    if (decide(false, length, held.count)) {
       if (payload) return appendVirtual(chunk, encoding, callback);
       return res.write(chunk, encoding as BufferEncoding, callback);
     }
-    held.push({ chunk, encoding, callback });
-    heldBytes += length;
-    return true;
+    held.push(chunk, encoding, callback);
+    return pacer.wrote(length);
   } as ServerResponse['write'];
 
   res.end = function captureEnd(
@@ -178,7 +189,7 @@ export function captureResponse(res: ServerResponse, hooks: CaptureHooks): void 
       chunk = chunkOrCallback ?? undefined;
       [encoding, callback] = splitArgs(encodingOrCallback, maybeCallback);
     }
-    if (!payload) decide(true, chunk === undefined ? 0 : byteLength(chunk, encoding), held.length);
+    if (!payload) decide(true, chunk === undefined ? 0 : byteLength(chunk, encoding), held.count);
     if (!payload) {
       return chunk === undefined
         ? res.end(callback)
