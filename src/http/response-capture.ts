@@ -4,17 +4,19 @@
  * While the size is undecided, `writeHead`/`write`/`end` are held back. Once the announced
  * Content-Length, or the bytes written so far, reach the threshold, the descriptor head goes out
  * (`Content-Length: 0`) and every later write lands in a MemoryPayload that the front end is
- * already fetching; the response is ended on the socket when the handler ends it. If the body
- * stays small, the held calls are replayed unchanged, so the wire bytes are those of plain Node.
+ * already fetching. If the body stays small, the held calls are replayed unchanged, so the wire
+ * bytes are those of plain Node.
  *
- * Because the peer has a complete (empty) response as soon as the head is out, it may close the
- * connection (nginx does, with HTTP/1.0 upstreams). Node's default reaction ends the socket and
- * closes `res` under the handler, which would cut a piped body short; so the owning server is
- * switched to `httpAllowHalfOpen`, under which Node keeps the response open until it is ended.
+ * The head is a complete response: the connection is handed to the next request at once and the
+ * handler goes on writing into a response detached from it (see ResponseDetacher), whose 'close'
+ * tells it that the payload was abandoned. Where the server's connection release cannot be found,
+ * the head says `Connection: close` instead, and the owning server is switched to
+ * `httpAllowHalfOpen` so that the peer closing its side does not close `res` under the handler.
  */
 import type { OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import type { MemoryPayload } from '../rab/memory-payload.js';
 import { HeldWrites } from './held-writes.js';
+import { ResponseDetacher } from './response-detacher.js';
 import { WritePacer } from './write-pacer.js';
 
 /** What the capture asks of its owner. */
@@ -51,6 +53,7 @@ interface HttpServerLike {
 
 /** Starts capturing `res`. Must be called before the handler writes anything. */
 export function captureResponse(res: ServerResponse, hooks: CaptureHooks): void {
+  const detacher = ResponseDetacher.prepare(res);
   const held = new HeldWrites();
   let payload: MemoryPayload | undefined;
   // Held or captured, the handler's writes are paced like writes to a socket (see WritePacer).
@@ -69,6 +72,7 @@ export function captureResponse(res: ServerResponse, hooks: CaptureHooks): void 
     delete (res as Partial<ServerResponse>).writeHead;
     delete (res as Partial<ServerResponse>).write;
     delete (res as Partial<ServerResponse>).end;
+    delete (res as Partial<ServerResponse>).destroy;
   };
 
   const replayReal = (): void => {
@@ -79,18 +83,27 @@ export function captureResponse(res: ServerResponse, hooks: CaptureHooks): void 
   const goVirtual = (
     size: number | undefined,
     originalContentLength: number | undefined,
+    ending: boolean,
   ): boolean => {
     payload = hooks.begin(size, originalContentLength);
     if (!payload) return false;
-    const server = (res.socket as { server?: HttpServerLike } | null)?.server;
-    if (server) server.httpAllowHalfOpen = true;
     // Node's implicit head goes through writeHead, which must be the real one again.
     delete (res as Partial<ServerResponse>).writeHead;
-    res.flushHeaders();
-    res.on('close', () => {
-      if (!res.writableEnded)
-        payload?.fail('the response was destroyed before the handler ended it');
-    });
+    if (ending) {
+      // The whole body is here: the handler's end() ends the response right after.
+    } else if (detacher) {
+      res.flushHeaders();
+      detacher.detach();
+      const target = payload;
+      payload.whenAbandoned(() => detacher.destroy());
+      res.destroy = function destroyDetached(this: ServerResponse, err?: Error): ServerResponse {
+        target.fail(`the handler destroyed the response${err ? `: ${err.message}` : ''}`);
+        detacher.destroy();
+        return this;
+      };
+    } else {
+      holdConnectionUntilEnd(res, payload);
+    }
     const { bytes, callbacks } = held.take();
     payload.write(bytes);
     for (const callback of callbacks) process.nextTick(callback);
@@ -120,18 +133,19 @@ export function captureResponse(res: ServerResponse, hooks: CaptureHooks): void 
   const decide = (ending: boolean, pendingBytes: number, writesBefore: number): boolean => {
     const announced = announcedLength();
     if (announced !== undefined) {
-      if (announced < hooks.thresholdBytes || !goVirtual(announced, announced)) replayReal();
+      if (announced < hooks.thresholdBytes || !goVirtual(announced, announced, ending))
+        replayReal();
       return true;
     }
     const total = held.byteLength + pendingBytes;
     if (ending) {
       // Node gives a body ended in one call a Content-Length, and a written one chunked framing.
       const original = writesBefore === 0 ? total : undefined;
-      if (total < hooks.thresholdBytes || !goVirtual(total, original)) replayReal();
+      if (total < hooks.thresholdBytes || !goVirtual(total, original, true)) replayReal();
       return true;
     }
     if (total >= hooks.thresholdBytes) {
-      if (!goVirtual(undefined, undefined)) replayReal();
+      if (!goVirtual(undefined, undefined, false)) replayReal();
       return true;
     }
     return false;
@@ -199,10 +213,30 @@ export function captureResponse(res: ServerResponse, hooks: CaptureHooks): void 
     const finished = payload;
     finished.finish();
     restore();
-    res.end(callback);
+    if (detacher?.detached) detacher.end(callback);
+    else res.end(callback);
     hooks.finished(finished);
     return res;
   } as ServerResponse['end'];
+}
+
+/**
+ * Without a detacher: the response stays on its connection until the handler ends it, so the head
+ * asks the peer not to reuse the connection. The peer may then close its side (nginx also does so
+ * with HTTP/1.0 upstreams); Node's default reaction would close `res` under the handler and cut a
+ * piped body short, hence `httpAllowHalfOpen`.
+ */
+function holdConnectionUntilEnd(res: ServerResponse, payload: MemoryPayload): void {
+  const server = (res.socket as { server?: HttpServerLike } | null)?.server;
+  if (server) server.httpAllowHalfOpen = true;
+  res.setHeader('connection', 'close');
+  res.flushHeaders();
+  res.on('close', () => {
+    if (!res.writableEnded) payload.fail('the response was destroyed before the handler ended it');
+  });
+  payload.whenAbandoned(() => {
+    if (!res.writableEnded) res.destroy();
+  });
 }
 
 function splitArgs(

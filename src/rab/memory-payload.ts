@@ -43,6 +43,7 @@ export class MemoryPayload implements PayloadSource {
   #wakeReaders: (() => void)[] = [];
   #wakeScheduled = false;
   #drainWaiters: (() => void)[] = [];
+  #abandonListeners: (() => void)[] = [];
 
   constructor(
     options: { expectedSize?: number; highWaterBytes?: number; blockBytes?: number } = {},
@@ -137,7 +138,15 @@ export class MemoryPayload implements PayloadSource {
     this.#drain();
   }
 
+  /** Calls `listener` when the store drops the payload (see {@link abandon}). */
+  whenAbandoned(listener: () => void): void {
+    if (this.#abandoned) queueMicrotask(listener);
+    else this.#abandonListeners.push(listener);
+  }
+
+  /** The store dropped the payload (released or expired): keep nothing, fail waiting readers. */
   abandon(): void {
+    if (this.#abandoned) return;
     this.#abandoned = true;
     this.#blocks = [];
     this.#starts = [];
@@ -146,6 +155,9 @@ export class MemoryPayload implements PayloadSource {
     this.#heldBytes = 0;
     this.#wake();
     this.#drain();
+    const listeners = this.#abandonListeners;
+    this.#abandonListeners = [];
+    for (const listener of listeners) listener();
   }
 
   /** Calls `listener` once the producer may append again. */
