@@ -15,7 +15,7 @@ import type { BufferStore } from '../rab/store.js';
 import { headerModeVersion, odbAcceptHeader } from '../protocol/http-headers.js';
 import { setDescriptorHeaders } from './descriptor-response.js';
 import { captureResponse } from './response-capture.js';
-import { MemoryPayload } from '../rab/memory-payload.js';
+import { MemoryPayload, defaultBlockBytes } from '../rab/memory-payload.js';
 
 /**
  * Default smallest body sent as a descriptor. Below it the extra fetch costs the chain more CPU
@@ -142,7 +142,8 @@ export class OdbBackend {
       size === undefined
         ? new MemoryPayload({ highWaterBytes: openPayloadWindowBytes })
         : new MemoryPayload({ expectedSize: size });
-    const charge = size ?? openPayloadWindowBytes;
+    // An open payload holds its window, plus the partly read and partly written blocks.
+    const charge = size ?? openPayloadWindowBytes + 2 * defaultBlockBytes;
     const descriptor = this.store.register(payload, charge);
     if (!descriptor) return undefined;
     setDescriptorHeaders(res, descriptor, originalContentLength, this.store.keyring.signing);

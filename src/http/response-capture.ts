@@ -4,16 +4,20 @@
  * While the size is undecided, `writeHead`/`write`/`end` are held back. Once the announced
  * Content-Length, or the bytes written so far, reach the threshold, the descriptor head goes out
  * (`Content-Length: 0`) and every later write lands in a MemoryPayload that the front end is
- * already fetching; the response is ended on the socket when the handler ends it. If the body
- * stays small, the held calls are replayed unchanged, so the wire bytes are those of plain Node.
+ * already fetching. If the body stays small, the held calls are replayed unchanged, so the wire
+ * bytes are those of plain Node.
  *
- * Because the peer has a complete (empty) response as soon as the head is out, it may close the
- * connection (nginx does, with HTTP/1.0 upstreams). Node's default reaction ends the socket and
- * closes `res` under the handler, which would cut a piped body short; so the owning server is
- * switched to `httpAllowHalfOpen`, under which Node keeps the response open until it is ended.
+ * The head is a complete response: the connection is handed to the next request at once and the
+ * handler goes on writing into a response detached from it (see ResponseDetacher), whose 'close'
+ * tells it that the payload was abandoned. Where the server's connection release cannot be found,
+ * the head says `Connection: close` instead, and the owning server is switched to
+ * `httpAllowHalfOpen` so that the peer closing its side does not close `res` under the handler.
  */
 import type { OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import type { MemoryPayload } from '../rab/memory-payload.js';
+import { HeldWrites } from './held-writes.js';
+import { ResponseDetacher } from './response-detacher.js';
+import { WritePacer } from './write-pacer.js';
 
 /** What the capture asks of its owner. */
 export interface CaptureHooks {
@@ -33,11 +37,15 @@ export interface CaptureHooks {
 type Callback = (err?: Error | null) => void;
 type Chunk = string | Uint8Array;
 
-interface HeldWrite {
-  readonly chunk: Chunk;
-  readonly encoding: BufferEncoding | undefined;
-  readonly callback: Callback | undefined;
-}
+/**
+ * Writes a captured handler may make in one turn of the event loop, however small (with the
+ * socket's high-water mark of bytes). A socket stops a handler writing one byte at a time after a
+ * few thousand writes; a payload in memory would not. Node accepts one connection per turn of a
+ * busy loop, so long turns starve new connections: with 30 such handlers and no count limit,
+ * store fetches waited over 5 s to be accepted and failed. 1024 writes cost ~0.4 ms per turn and
+ * about 10 % more CPU for one-byte writes than no limit; writes of 16 bytes or more never reach it.
+ */
+const turnWrites = 1024;
 
 interface HttpServerLike {
   httpAllowHalfOpen?: boolean;
@@ -45,40 +53,60 @@ interface HttpServerLike {
 
 /** Starts capturing `res`. Must be called before the handler writes anything. */
 export function captureResponse(res: ServerResponse, hooks: CaptureHooks): void {
-  const held: HeldWrite[] = [];
-  let heldBytes = 0;
+  const detacher = ResponseDetacher.prepare(res);
+  const held = new HeldWrites();
   let payload: MemoryPayload | undefined;
+  // Held or captured, the handler's writes are paced like writes to a socket (see WritePacer).
+  const pacer = new WritePacer({
+    turnBytes: res.writableHighWaterMark,
+    turnWrites: turnWrites,
+    sinkFull: () => payload?.needsDrain ?? false,
+    whenSinkHasRoom: (listener) => payload!.onDrain(listener),
+    drain: () => {
+      if (!res.writableEnded) res.emit('drain');
+    },
+  });
 
   const restore = (): void => {
     // Own properties shadow the prototype's methods; deleting them restores plain Node behaviour.
     delete (res as Partial<ServerResponse>).writeHead;
     delete (res as Partial<ServerResponse>).write;
     delete (res as Partial<ServerResponse>).end;
+    delete (res as Partial<ServerResponse>).destroy;
   };
 
   const replayReal = (): void => {
     restore();
-    for (const w of held) res.write(w.chunk, w.encoding as BufferEncoding, w.callback);
-    held.length = 0;
+    held.replayInto({ write: (chunk, callback) => res.write(chunk, callback) });
   };
 
   const goVirtual = (
     size: number | undefined,
     originalContentLength: number | undefined,
+    ending: boolean,
   ): boolean => {
     payload = hooks.begin(size, originalContentLength);
     if (!payload) return false;
-    const server = (res.socket as { server?: HttpServerLike } | null)?.server;
-    if (server) server.httpAllowHalfOpen = true;
     // Node's implicit head goes through writeHead, which must be the real one again.
     delete (res as Partial<ServerResponse>).writeHead;
-    res.flushHeaders();
-    res.on('close', () => {
-      if (!res.writableEnded)
-        payload?.fail('the response was destroyed before the handler ended it');
-    });
-    for (const w of held) appendVirtual(w.chunk, w.encoding, w.callback);
-    held.length = 0;
+    if (ending) {
+      // The whole body is here: the handler's end() ends the response right after.
+    } else if (detacher) {
+      res.flushHeaders();
+      detacher.detach();
+      const target = payload;
+      payload.whenAbandoned(() => detacher.destroy());
+      res.destroy = function destroyDetached(this: ServerResponse, err?: Error): ServerResponse {
+        target.fail(`the handler destroyed the response${err ? `: ${err.message}` : ''}`);
+        detacher.destroy();
+        return this;
+      };
+    } else {
+      holdConnectionUntilEnd(res, payload);
+    }
+    const { bytes, callbacks } = held.take();
+    payload.write(bytes);
+    for (const callback of callbacks) process.nextTick(callback);
     return true;
   };
 
@@ -87,14 +115,11 @@ export function captureResponse(res: ServerResponse, hooks: CaptureHooks): void 
     encoding: BufferEncoding | undefined,
     callback?: Callback,
   ): boolean => {
-    // A copy: the handler may reuse its buffer once the write callback ran.
-    const bytes = typeof chunk === 'string' ? Buffer.from(chunk, encoding) : Buffer.from(chunk);
-    const target = payload!;
-    target.append(bytes);
+    // Copied (the handler may reuse its buffer once the write callback ran) into the payload's
+    // blocks, so a body written in tiny pieces costs memory by its bytes, not by its writes.
+    payload!.write(chunk, encoding);
     if (callback) process.nextTick(callback);
-    if (!target.needsDrain) return true;
-    target.onDrain(() => res.emit('drain'));
-    return false;
+    return pacer.wrote(byteLength(chunk, encoding));
   };
 
   const announcedLength = (): number | undefined => {
@@ -108,18 +133,19 @@ export function captureResponse(res: ServerResponse, hooks: CaptureHooks): void 
   const decide = (ending: boolean, pendingBytes: number, writesBefore: number): boolean => {
     const announced = announcedLength();
     if (announced !== undefined) {
-      if (announced < hooks.thresholdBytes || !goVirtual(announced, announced)) replayReal();
+      if (announced < hooks.thresholdBytes || !goVirtual(announced, announced, ending))
+        replayReal();
       return true;
     }
-    const total = heldBytes + pendingBytes;
+    const total = held.byteLength + pendingBytes;
     if (ending) {
       // Node gives a body ended in one call a Content-Length, and a written one chunked framing.
       const original = writesBefore === 0 ? total : undefined;
-      if (total < hooks.thresholdBytes || !goVirtual(total, original)) replayReal();
+      if (total < hooks.thresholdBytes || !goVirtual(total, original, true)) replayReal();
       return true;
     }
     if (total >= hooks.thresholdBytes) {
-      if (!goVirtual(undefined, undefined)) replayReal();
+      if (!goVirtual(undefined, undefined, false)) replayReal();
       return true;
     }
     return false;
@@ -155,13 +181,12 @@ export function captureResponse(res: ServerResponse, hooks: CaptureHooks): void 
     const [encoding, callback] = splitArgs(encodingOrCallback, maybeCallback);
     if (payload) return appendVirtual(chunk, encoding, callback);
     const length = byteLength(chunk, encoding);
-    if (decide(false, length, held.length)) {
+    if (decide(false, length, held.count)) {
       if (payload) return appendVirtual(chunk, encoding, callback);
       return res.write(chunk, encoding as BufferEncoding, callback);
     }
-    held.push({ chunk, encoding, callback });
-    heldBytes += length;
-    return true;
+    held.push(chunk, encoding, callback);
+    return pacer.wrote(length);
   } as ServerResponse['write'];
 
   res.end = function captureEnd(
@@ -178,7 +203,7 @@ export function captureResponse(res: ServerResponse, hooks: CaptureHooks): void 
       chunk = chunkOrCallback ?? undefined;
       [encoding, callback] = splitArgs(encodingOrCallback, maybeCallback);
     }
-    if (!payload) decide(true, chunk === undefined ? 0 : byteLength(chunk, encoding), held.length);
+    if (!payload) decide(true, chunk === undefined ? 0 : byteLength(chunk, encoding), held.count);
     if (!payload) {
       return chunk === undefined
         ? res.end(callback)
@@ -188,10 +213,30 @@ export function captureResponse(res: ServerResponse, hooks: CaptureHooks): void 
     const finished = payload;
     finished.finish();
     restore();
-    res.end(callback);
+    if (detacher?.detached) detacher.end(callback);
+    else res.end(callback);
     hooks.finished(finished);
     return res;
   } as ServerResponse['end'];
+}
+
+/**
+ * Without a detacher: the response stays on its connection until the handler ends it, so the head
+ * asks the peer not to reuse the connection. The peer may then close its side (nginx also does so
+ * with HTTP/1.0 upstreams); Node's default reaction would close `res` under the handler and cut a
+ * piped body short, hence `httpAllowHalfOpen`.
+ */
+function holdConnectionUntilEnd(res: ServerResponse, payload: MemoryPayload): void {
+  const server = (res.socket as { server?: HttpServerLike } | null)?.server;
+  if (server) server.httpAllowHalfOpen = true;
+  res.setHeader('connection', 'close');
+  res.flushHeaders();
+  res.on('close', () => {
+    if (!res.writableEnded) payload.fail('the response was destroyed before the handler ended it');
+  });
+  payload.whenAbandoned(() => {
+    if (!res.writableEnded) res.destroy();
+  });
 }
 
 function splitArgs(

@@ -138,6 +138,28 @@ test('capture: small bodies and requests without the offer are byte-identical to
   assert.equal(sha256(head(bigPlain.data).body), sha256(big));
 });
 
+test('capture: a small body written in tiny pieces is replayed write by write, callbacks in order', async () => {
+  const calls: number[] = [];
+  const tiny: RequestListener = (_req, res) => {
+    for (let i = 0; i < 300; i++) {
+      const piece = i % 3 === 0 ? String.fromCharCode(97 + (i % 26)) : Buffer.of(i & 0xff);
+      if (i % 50 === 0) res.write(piece, () => calls.push(i));
+      else res.write(piece);
+    }
+    res.write('é', 'latin1');
+    res.end('done');
+  };
+  const plain = await serve(tiny, false);
+  const captured = await serve(tiny);
+  const withoutDate = (b: Buffer): string => b.toString('latin1').replace(/Date: [^\r]*\r\n/, '');
+  const a = await rawExchange(plain, offer);
+  calls.length = 0;
+  const b = await rawExchange(captured, offer);
+  // Same chunk boundaries: the chunked framing on the wire is byte for byte plain Node's.
+  assert.equal(withoutDate(b.data), withoutDate(a.data));
+  assert.deepEqual(calls, [0, 50, 100, 150, 200, 250]);
+});
+
 test('capture: the peer closing after the descriptor head does not cut the piped body', async () => {
   // nginx (HTTP/1.0 upstream) closes its connection as soon as it has the empty response.
   const port = await serve((_req, res) => {
