@@ -21,6 +21,7 @@ import { signHead } from '../../src/protocol/head-signature.js';
 import { get } from '../helpers/http.js';
 import { rawExchange, scriptedServer } from '../helpers/net.js';
 import { workspace } from '../helpers/fixtures.js';
+import { startBackendProcess } from '../helpers/tiers.js';
 
 const ws = workspace();
 const keyring = loadKeyring(ws.keyFile);
@@ -42,19 +43,7 @@ before(async () => {
   await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', r));
   upstreamPort = (upstream.address() as { port: number }).port;
   silentStore = await scriptedServer(() => {});
-  be = await startOdbProcess('be', [
-    'be',
-    '--listen',
-    '127.0.0.1:0',
-    '--store-listen',
-    '127.0.0.1:0',
-    '--root',
-    ws.dir,
-    '--key-file',
-    ws.keyFile,
-    '--log-level',
-    'warn',
-  ]);
+  be = await startBackendProcess({ root: ws.dir, keyFile: ws.keyFile });
   const feArgs = (mode: string): string[] => [
     'fe',
     '--listen',

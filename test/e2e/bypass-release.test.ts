@@ -4,12 +4,13 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { startChain, type Chain } from '../../src/harness/chain.js';
 import { metricValue, scrape } from '../../src/harness/prometheus.js';
-import { startOdbProcess, type OdbProcess } from '../../src/harness/tier-process.js';
+import type { OdbProcess } from '../../src/harness/tier-process.js';
 import { descriptorFromText } from '../../src/protocol/descriptor.js';
 import { syntheticSha256 } from '../../src/tiers/synthetic.js';
 import { get } from '../helpers/http.js';
 import { eventually, rawExchange } from '../helpers/net.js';
 import { workspace } from '../helpers/fixtures.js';
+import { startBackendProcess } from '../helpers/tiers.js';
 
 const ws = workspace();
 let chain: Chain;
@@ -99,23 +100,13 @@ test('release: after 1000 requests of 1 MiB the store holds nothing once the FE 
 });
 
 test('expiry: a payload nobody fetches is gone after its TTL', async () => {
-  const be = await startOdbProcess('be-ttl', [
-    'be',
-    '--listen',
-    '127.0.0.1:0',
-    '--store-listen',
-    '127.0.0.1:0',
-    '--metrics-listen',
-    '127.0.0.1:0',
-    '--root',
-    ws.dir,
-    '--key-file',
-    ws.keyFile,
-    '--store-ttl',
-    '1s',
-    '--log-level',
-    'warn',
-  ]);
+  const be = await startBackendProcess({
+    name: 'be-ttl',
+    root: ws.dir,
+    keyFile: ws.keyFile,
+    metrics: true,
+    args: ['--store-ttl', '1s'],
+  });
   try {
     const port = Number(be.addresses.http!.split(':')[1]);
     const { data } = await rawExchange(

@@ -9,13 +9,14 @@ import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { startChain, type Chain } from '../../src/harness/chain.js';
 import { metricValue, scrape } from '../../src/harness/prometheus.js';
-import { startOdbProcess, type OdbProcess } from '../../src/harness/tier-process.js';
+import type { OdbProcess } from '../../src/harness/tier-process.js';
 import { writeKeyFile } from '../../src/keys/key-file-writer.js';
 import { generateClusterKey, type ClusterKey } from '../../src/keys/keyring.js';
 import { defaultSyntheticSeed, syntheticSha256 } from '../../src/tiers/synthetic.js';
 import { workspace } from '../helpers/fixtures.js';
 import { get, type Received } from '../helpers/http.js';
 import { eventually } from '../helpers/net.js';
+import { startBackendProcess } from '../helpers/tiers.js';
 
 const ws = workspace();
 after(() => ws.cleanup());
@@ -102,15 +103,7 @@ test('SIGTERM on every tier mid-response: a 64 MiB body read slowly completes by
 });
 
 test('draining: an idle keep-alive connection is closed at the signal, a busy one after its response', async () => {
-  const be = await startOdbProcess('be', [
-    'be',
-    '--mode',
-    'vanilla',
-    '--listen',
-    '127.0.0.1:0',
-    '--root',
-    ws.dir,
-  ]);
+  const be = await startBackendProcess({ root: ws.dir, logLevel: 'info' });
   const agent = new Agent({ keepAlive: true });
   // One idle connection (its request done), one busy with a large body the client holds back.
   const idle = await idleClient(be.addresses.http!);
@@ -175,16 +168,7 @@ async function stuckClient(address: string): Promise<Socket> {
 
 test('a second SIGTERM exits at once; the drain timeout bounds a drain that does not end', async () => {
   const start = (drain: string[]): Promise<OdbProcess> =>
-    startOdbProcess('be', [
-      'be',
-      '--mode',
-      'vanilla',
-      '--listen',
-      '127.0.0.1:0',
-      '--root',
-      ws.dir,
-      ...drain,
-    ]);
+    startBackendProcess({ root: ws.dir, logLevel: 'info', args: drain });
   const [twice, bounded] = await Promise.all([start([]), start(['--drain-timeout', '1s'])]);
   const clients = await Promise.all([twice, bounded].map((p) => stuckClient(p.addresses.http!)));
   try {

@@ -25,6 +25,7 @@ import { syntheticSha256 } from '../../src/tiers/synthetic.js';
 import { get } from '../helpers/http.js';
 import { eventually, rawExchange } from '../helpers/net.js';
 import { workspace } from '../helpers/fixtures.js';
+import { startBackendProcess } from '../helpers/tiers.js';
 
 const ws = workspace();
 const otherKey = workspace('odb-other-key-'); // a second cluster key, for the mismatch case
@@ -39,21 +40,7 @@ let tamper: (status: number, headers: IncomingHttpHeaders) => [number, OutgoingH
 const running: OdbProcess[] = [];
 
 before(async () => {
-  be = await startOdbProcess('be', [
-    'be',
-    '--listen',
-    '127.0.0.1:0',
-    '--store-listen',
-    '127.0.0.1:0',
-    '--metrics-listen',
-    '127.0.0.1:0',
-    '--root',
-    ws.dir,
-    '--key-file',
-    ws.keyFile,
-    '--log-level',
-    'warn',
-  ]);
+  be = await startBackendProcess({ root: ws.dir, keyFile: ws.keyFile, metrics: true });
   const [beHost, bePort] = be.addresses.http!.split(':');
   const agent = new Agent({ keepAlive: true });
   // A plain Node proxy that rewrites response heads: what a WAF or a buggy gateway might do.

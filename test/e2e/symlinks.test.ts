@@ -13,6 +13,7 @@ import { startOdbProcess, type OdbProcess } from '../../src/harness/tier-process
 import { workspace } from '../helpers/fixtures.js';
 import { get } from '../helpers/http.js';
 import { sha256 } from '../helpers/net.js';
+import { startBackendProcess } from '../helpers/tiers.js';
 
 const ws = workspace();
 const root = join(ws.dir, 'root');
@@ -43,18 +44,12 @@ before(async () => {
   symlinkSync(root, join(ws.dir, 'current'));
   symlinkSync(ws.keyFile, join(root, 'cluster.key'));
   const be = (policy: string[]): Promise<OdbProcess> =>
-    startOdbProcess('be', [
-      'be',
-      '--mode',
-      'vanilla',
-      '--listen',
-      '127.0.0.1:0',
-      '--root',
-      join(ws.dir, 'current'),
-      '--metrics-listen',
-      '127.0.0.1:0',
-      ...policy,
-    ]);
+    startBackendProcess({
+      root: join(ws.dir, 'current'),
+      metrics: true,
+      logLevel: 'info',
+      args: policy,
+    });
   [odb, none, any] = await Promise.all([
     // Default policy, files through the store as descriptors (FE fetches them).
     startChain({
