@@ -15,32 +15,24 @@ import { workspace } from '../helpers/fixtures.js';
 import { get } from '../helpers/http.js';
 import { eventually } from '../helpers/net.js';
 import { repoRoot } from '../helpers/repo.js';
-import { bytesRead, odbEnv, startPeer, storePing, type Peer } from '../helpers/stream.js';
+import { PeerGroup, bytesRead, odbEnv, storePing, type Peer } from '../helpers/stream.js';
 
 const run = promisify(execFile);
 const ws = workspace('odb-stream-peers-');
 const size = 1024 * 1024;
-const peers: Peer[] = [];
+const peers = new PeerGroup();
 
 before(() => {
   ws.file(`f${size}.bin`, size, 5);
 });
 
 after(async () => {
-  await Promise.all(peers.map((p) => p.stop()));
+  await peers.stopAll();
   ws.cleanup();
 });
 
-async function peer(
-  name: string,
-  file: string,
-  env: Record<string, string>,
-  odb = true,
-): Promise<Peer> {
-  const p = await startPeer(name, file, env, odb);
-  peers.push(p);
-  return p;
-}
+const peer = (name: string, file: string, env: Record<string, string>, odb = true): Promise<Peer> =>
+  peers.start(name, file, env, odb);
 
 /**
  * BE (file server, ODB port) ← IS (http-proxy, `ODB_CONNECT=*`) ← FE (http-proxy, the IS listed).

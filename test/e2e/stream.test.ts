@@ -24,12 +24,12 @@ import { get } from '../helpers/http.js';
 import { workspace } from '../helpers/fixtures.js';
 import { eventually } from '../helpers/net.js';
 import { repoRoot } from '../helpers/repo.js';
-import { bytesRead, odbEnv, rssBytes, startPeer, storePing, type Peer } from '../helpers/stream.js';
+import { PeerGroup, bytesRead, odbEnv, rssBytes, storePing, type Peer } from '../helpers/stream.js';
 
 const run = promisify(execFile);
 const ws = workspace('odb-stream-');
 const sizes = [64 * 1024, 256 * 1024, 1024 * 1024, 8 * 1024 * 1024];
-const peers: Peer[] = [];
+const peers = new PeerGroup();
 
 before(() => {
   for (const size of sizes) ws.file(`f${size}.bin`, size, 5);
@@ -37,20 +37,12 @@ before(() => {
 });
 
 after(async () => {
-  await Promise.all(peers.map((p) => p.stop()));
+  await peers.stopAll();
   ws.cleanup();
 });
 
-async function peer(
-  name: string,
-  file: string,
-  env: Record<string, string>,
-  odb = true,
-): Promise<Peer> {
-  const p = await startPeer(name, file, env, odb);
-  peers.push(p);
-  return p;
-}
+const peer = (name: string, file: string, env: Record<string, string>, odb = true): Promise<Peer> =>
+  peers.start(name, file, env, odb);
 
 /**
  * The http-proxy fixture (with --import) on a fresh port, proxying to port `upstream` and
@@ -100,7 +92,7 @@ async function chain(
     env,
     logLevel: 'info',
   });
-  peers.push(c.be, c.is, c.fe);
+  peers.add(c.be, c.is, c.fe);
   return c;
 }
 

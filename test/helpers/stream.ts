@@ -23,6 +23,27 @@ export async function startPeer(
   return startNodeProgram(name, streamFixture(file), { odb, env: { ...env, PORT: port } });
 }
 
+/** The fixture processes of one test file: started through it, stopped together in `after`. */
+export class PeerGroup {
+  readonly peers: Peer[] = [];
+
+  /** {@link startPeer}, remembered for {@link stopAll}. */
+  async start(name: string, file: string, env: Record<string, string>, odb = true): Promise<Peer> {
+    const p = await startPeer(name, file, env, odb);
+    this.peers.push(p);
+    return p;
+  }
+
+  /** Remembers processes started elsewhere (e.g. a whole chain). */
+  add(...started: Peer[]): void {
+    this.peers.push(...started);
+  }
+
+  async stopAll(): Promise<void> {
+    await Promise.all(this.peers.map((p) => p.stop()));
+  }
+}
+
 /** Bytes the process has read with read(2) so far, sockets included (/proc/<pid>/io rchar). */
 export function bytesRead(pid: number): number {
   return processIo(pid).read;
