@@ -89,6 +89,13 @@ const listenerLimitOptions = {
     schema: optionTypes.countOrZero,
     default: l.maxRequestsPerConnection,
   },
+  maxPipelined: {
+    flag: '--max-pipelined <n>',
+    description:
+      'requests a client may send ahead on one connection while one is handled; more close it',
+    schema: optionTypes.count,
+    default: l.maxPipelined,
+  },
   headerTimeout: {
     flag: '--header-timeout <duration>',
     description: 'time to send a request head (also: idle time before the first request)',
@@ -139,6 +146,7 @@ function listenerLimits(o: LimitValues): ListenerLimits {
     maxHeaderBytes: o.maxHeaderSize,
     maxHeaders: o.maxHeaders,
     maxRequestsPerConnection: o.maxRequestsPerConnection,
+    maxPipelined: o.maxPipelined,
     headerTimeoutMs: o.headerTimeout,
     keepAliveTimeoutMs: o.keepaliveTimeout,
     bodyTimeoutMs: o.bodyTimeout,

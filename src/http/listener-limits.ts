@@ -15,7 +15,7 @@ import type {
   ServerResponse,
 } from 'node:http';
 import type { Socket } from 'node:net';
-import { requestHasBody } from './message.js';
+import { connectionReleased, requestHasBody } from './message.js';
 
 /** The limits of one listener. */
 export interface ListenerLimits {
@@ -27,6 +27,11 @@ export interface ListenerLimits {
   readonly maxHeaders: number;
   /** Requests served on one connection before it is closed (0: unlimited). */
   readonly maxRequestsPerConnection: number;
+  /**
+   * Requests a client may send ahead on one connection (pipelining) while one is handled; more
+   * close the connection.
+   */
+  readonly maxPipelined: number;
   /** Time to receive a whole request head, counted from the connection or the previous response. */
   readonly headerTimeoutMs: number;
   /** Idle time allowed between two requests of a keep-alive connection. */
@@ -46,6 +51,7 @@ export const defaultListenerLimits: ListenerLimits = Object.freeze({
   maxHeaderBytes: 16 * 1024,
   maxHeaders: 100,
   maxRequestsPerConnection: 1000,
+  maxPipelined: 32,
   headerTimeoutMs: 20_000,
   keepAliveTimeoutMs: 65_000,
   bodyTimeoutMs: 20_000,
@@ -58,14 +64,25 @@ export type LimitHit =
   | 'header_size'
   | 'headers'
   | 'requests_per_connection'
+  | 'pipelined'
   | 'header_timeout'
   | 'body_timeout'
   | 'bad_request';
+
+/** What a guard knows of one connection. */
+interface ConnectionState {
+  /** Requests handled so far. */
+  served: number;
+  /** A request is being handled; the ones pipelined behind it wait. */
+  busy: boolean;
+  readonly waiting: { readonly req: IncomingMessage; readonly res: ServerResponse }[];
+}
 
 /** A request whose body is being received. */
 interface BodyWatch {
   readonly req: IncomingMessage;
   readonly res: ServerResponse;
+  readonly socket: Socket;
   readonly startRead: number;
   /** Time spent waiting for the client, in ms. */
   waitedMs: number;
@@ -84,11 +101,12 @@ export class ListenerGuard {
     header_size: 0,
     headers: 0,
     requests_per_connection: 0,
+    pipelined: 0,
     header_timeout: 0,
     body_timeout: 0,
     bad_request: 0,
   };
-  readonly #requests = new WeakMap<Socket, number>();
+  readonly #connections = new WeakMap<Socket, ConnectionState>();
   readonly #bodies = new Set<BodyWatch>();
   #bodyTimer: NodeJS.Timeout | undefined;
 
@@ -127,28 +145,70 @@ export class ListenerGuard {
     });
   }
 
-  /** Wraps a request listener: refuses requests over the header-count limit, watches bodies. */
+  /**
+   * Wraps a request listener. Requests of one connection are handled one at a time, as nginx
+   * does: Node parses pipelined requests ahead and emits each at once, so a connection could
+   * otherwise start any number of upstream requests, fetches or file reads whose responses wait
+   * behind an unread one (and responses queued that way never see their client leave). Then:
+   * refuses requests over the header-count limit, counts requests per connection, watches bodies.
+   */
   wrap(handler: RequestListener): RequestListener {
     return (req, res) => {
-      if (req.rawHeaders.length / 2 > this.limits.maxHeaders) {
-        this.hits.headers++;
-        res.writeHead(431, { 'content-length': 0, connection: 'close' }).end();
+      const socket = req.socket;
+      let conn = this.#connections.get(socket);
+      if (!conn) {
+        conn = { served: 0, busy: false, waiting: [] };
+        this.#connections.set(socket, conn);
+        const state = conn;
+        socket.once('close', () => (state.waiting.length = 0));
+      }
+      if (!conn.busy) {
+        this.#handle(conn, socket, req, res, handler);
         return;
       }
-      const max = this.limits.maxRequestsPerConnection;
-      if (max > 0) {
-        const served = (this.#requests.get(req.socket) ?? 0) + 1;
-        this.#requests.set(req.socket, served);
-        if (served === max) {
-          this.hits.requests_per_connection++;
-          // Node marks this response `Connection: close` but answers requests pipelined behind it
-          // with 503 and leaves the connection open: close it once this response is out.
-          res.once('finish', () => req.socket.destroySoon());
-        }
+      if (conn.waiting.length >= this.limits.maxPipelined) {
+        this.hits.pipelined++;
+        socket.destroy();
+        return;
       }
-      if (requestHasBody(req)) this.#watchBody(req, res);
-      handler(req, res);
+      conn.waiting.push({ req, res });
     };
+  }
+
+  #handle(
+    conn: ConnectionState,
+    socket: Socket,
+    req: IncomingMessage,
+    res: ServerResponse,
+    handler: RequestListener,
+  ): void {
+    conn.busy = true;
+    let released = false;
+    const release = (): void => {
+      if (released) return;
+      released = true;
+      conn.busy = false;
+      const next = conn.waiting.shift();
+      // On the next tick: Node hands the socket to the next response in its own 'finish' listener.
+      if (next) process.nextTick(() => this.#handle(conn, socket, next.req, next.res, handler));
+    };
+    res.once('finish', release);
+    res.once('close', release);
+    res.once(connectionReleased, release);
+    if (req.rawHeaders.length / 2 > this.limits.maxHeaders) {
+      this.hits.headers++;
+      res.writeHead(431, { 'content-length': 0, connection: 'close' }).end();
+      return;
+    }
+    const max = this.limits.maxRequestsPerConnection;
+    if (max > 0 && ++conn.served === max) {
+      this.hits.requests_per_connection++;
+      // Node marks this response `Connection: close` but answers requests pipelined behind it
+      // with 503 and leaves the connection open: close it once this response is out.
+      res.once('finish', () => socket.destroySoon());
+    }
+    if (requestHasBody(req)) this.#watchBody(req, res, socket);
+    handler(req, res);
   }
 
   #clientError(err: NodeJS.ErrnoException, socket: Socket): void {
@@ -178,8 +238,8 @@ export class ListenerGuard {
     socket.destroySoon();
   }
 
-  #watchBody(req: IncomingMessage, res: ServerResponse): void {
-    const watch: BodyWatch = { req, res, startRead: req.socket.bytesRead, waitedMs: 0 };
+  #watchBody(req: IncomingMessage, res: ServerResponse, socket: Socket): void {
+    const watch: BodyWatch = { req, res, socket, startRead: socket.bytesRead, waitedMs: 0 };
     this.#bodies.add(watch);
     const done = (): void => void this.#bodies.delete(watch);
     req.once('end', done);
@@ -193,7 +253,9 @@ export class ListenerGuard {
   #checkBodies(): void {
     const { bodyTimeoutMs, bodyMinRate } = this.limits;
     for (const watch of this.#bodies) {
-      const { req, res } = watch;
+      // The socket captured when the request arrived: Node sets `req.socket` to null once the
+      // response is done with it.
+      const { req, res, socket } = watch;
       if (req.complete || req.destroyed) {
         this.#bodies.delete(watch);
         continue;
@@ -201,14 +263,14 @@ export class ListenerGuard {
       // Bytes waiting in the request's buffer are ours to take: the client is not the slow one.
       if (req.readableLength >= req.readableHighWaterMark) continue;
       watch.waitedMs += bodyCheckMs;
-      const received = req.socket.bytesRead - watch.startRead;
+      const received = socket.bytesRead - watch.startRead;
       if (watch.waitedMs <= bodyTimeoutMs + (received / bodyMinRate) * 1000) continue;
       this.#bodies.delete(watch);
       this.hits.body_timeout++;
       if (!res.headersSent) res.writeHead(408, { 'content-length': 0, connection: 'close' }).end();
       // Whatever was answered, the rest of this body will not come in time: end the connection.
-      req.socket.destroySoon();
-      setTimeout(() => req.socket.destroy(), 1000).unref();
+      socket.destroySoon();
+      setTimeout(() => socket.destroy(), 1000).unref();
     }
     if (this.#bodies.size === 0) {
       clearInterval(this.#bodyTimer);

@@ -25,6 +25,7 @@
  * their connection at the head".
  */
 import type { ServerResponse } from 'node:http';
+import { connectionReleased } from './message.js';
 
 type Listener = (...args: unknown[]) => void;
 type Callback = (err?: Error | null) => void;
@@ -116,6 +117,7 @@ export class ResponseDetacher {
     const res = this.#res;
     res.removeListener('finish', this.#release);
     this.#release.call(res);
+    res.emit(connectionReleased);
   }
 
   #close(): void {

@@ -10,7 +10,9 @@ import { closeServer, listenServer } from '../net/listen.js';
 const metricsListenerLimits: Partial<ListenerLimits> = {
   maxConnections: 64,
   maxHeaders: 50,
-  maxRequestsPerConnection: 0,
+  // A scrape costs the tier's own event loop: a few per connection, one at a time.
+  maxRequestsPerConnection: 100,
+  maxPipelined: 4,
   headerTimeoutMs: 10_000,
 };
 

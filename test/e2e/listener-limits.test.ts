@@ -197,3 +197,53 @@ test('waiting for an upstream connection is bounded: 503 when the queue is full 
   // Once the upstream is free again, requests are served.
   assert.equal((await timedGet(port, '/d')).status, 200);
 });
+
+test('the last request a connection may carry, and a cut upload, leave the tier running', async () => {
+  // Attack found after the limits landed: the guard read `req.socket` once Node had cleared it.
+  const { is, port } = await intermediate([
+    '--max-requests-per-connection',
+    '3',
+    '--body-timeout',
+    '1s',
+    '--body-min-rate',
+    '1KiB',
+  ]);
+  const get1 = 'GET / HTTP/1.1\r\nHost: x\r\n\r\n';
+  const post = 'POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello';
+  const { data } = await rawExchange(port, get1 + get1 + post, 1000);
+  assert.equal([...data.toString('latin1').matchAll(/HTTP\/1\.1 200/g)].length, 3);
+  const slow = connect(port, '127.0.0.1');
+  opened.push(slow);
+  slow.on('error', () => {});
+  slow.resume();
+  slow.write('POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n');
+  const drip = setInterval(() => slow.writable && slow.write('a'), 200);
+  await new Promise((r) => slow.once('close', r));
+  clearInterval(drip);
+  await new Promise((r) => setTimeout(r, 1500)); // past the guard's own follow-up timer
+  assert.equal(is.child.exitCode, null, is.stderr());
+  assert.equal((await timedGet(port)).status, 200);
+});
+
+test('pipelined requests are handled one at a time: a client that never reads cannot wedge the relay', async () => {
+  const { is, port } = await intermediate(['--connections', '4', '--upstream-queue-timeout', '1s']);
+  // 100 requests ahead on one connection whose answers are never read, then gone.
+  const flood = connect(port, '127.0.0.1');
+  opened.push(flood);
+  flood.on('error', () => {});
+  flood.pause();
+  flood.write('GET /slow HTTP/1.1\r\nHost: x\r\n\r\n'.repeat(30));
+  await new Promise((r) => setTimeout(r, 300));
+  // Others are served meanwhile: one upstream connection is the flood's, the rest are free.
+  const during = await timedGet(port);
+  assert.equal(during.status, 200);
+  assert.ok(during.ms < 900, `a request took ${during.ms} ms next to the pipelined flood`);
+  flood.destroy();
+  // And after it left, everything is served at once (it held nothing back).
+  const answers = await Promise.all(Array.from({ length: 8 }, () => timedGet(port)));
+  for (const r of answers) assert.equal(r.status, 200);
+  // More than --max-pipelined requests ahead close the connection, counted.
+  const deep = await rawExchange(port, 'GET /slow HTTP/1.1\r\nHost: x\r\n\r\n'.repeat(40), 500);
+  assert.equal(deep.closed, true);
+  assert.ok((await hits(is, 'pipelined')) >= 1);
+});
