@@ -75,6 +75,12 @@ export class FilePayload implements PayloadSource {
         if (bytesRead === 0) {
           throw new OdbError('ODB_ERR_SOURCE_CHANGED', `${this.path} is shorter than registered`);
         }
+        // Written to in place while being sent (same inode, new mtime or size): the bytes read
+        // may mix two versions. Checked before they leave, so a change cuts the body short of
+        // its length instead of ending it cleanly with other bytes.
+        if (!sameIdentity(identityOf(await handle.stat()), this.identity)) {
+          throw new OdbError('ODB_ERR_SOURCE_CHANGED', `${this.path} changed while being sent`);
+        }
         pos += bytesRead;
         yield bytesRead === want ? buf : buf.subarray(0, bytesRead);
       }
