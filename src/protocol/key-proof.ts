@@ -38,3 +38,39 @@ export function checkKeyProof(
   const given = Buffer.from(typeof proof === 'string' ? proof : '');
   return given.length === expected.length && timingSafeEqual(given, expected) ? 'ok' : 'mismatch';
 }
+
+/** Header of a reference-channel upgrade: `<key id>.<time ms>.<proof>` (see {@link channelProof}). */
+export const channelProofHeader = 'odb-channel-proof';
+/** How far the time in a channel proof may be from the store's clock. */
+export const channelProofSkewMs = 60_000;
+
+function channelMac(key: ClusterKey, endpoint: string, at: number): string {
+  return createHmac('sha256', key.secret)
+    .update(`odb-channel-proof/1\0${endpoint}\0${at}`)
+    .digest('base64url');
+}
+
+/**
+ * The header value by which a holder shows that it holds the cluster key when it opens a
+ * reference channel to the store at `endpoint` (as the descriptors name it), at time `now`.
+ */
+export function channelProof(key: ClusterKey, endpoint: string, now: number): string {
+  return `${key.id}.${now}.${channelMac(key, endpoint, now)}`;
+}
+
+/** True when `value` is a fresh proof for `endpoint` under a key of `keyring`. */
+export function checkChannelProof(
+  keyring: Keyring,
+  endpoint: string,
+  value: string | undefined,
+  now: number,
+): boolean {
+  const match = /^(\d{1,5})\.(\d{1,16})\.([A-Za-z0-9_-]{43})$/.exec(value ?? '');
+  if (!match) return false;
+  const key = keyring.get(Number(match[1]));
+  const at = Number(match[2]);
+  if (!key || Math.abs(now - at) > channelProofSkewMs) return false;
+  const expected = Buffer.from(channelMac(key, endpoint, at));
+  const given = Buffer.from(match[3]!);
+  return given.length === expected.length && timingSafeEqual(given, expected);
+}

@@ -7,7 +7,9 @@
 import { request } from 'node:http';
 import type { Socket } from 'node:net';
 import { isOdbError } from '../errors.js';
+import type { ClusterKey } from '../keys/keyring.js';
 import { parseHostPort } from '../net/address.js';
+import { channelProof, channelProofHeader } from '../protocol/key-proof.js';
 import {
   maxReferenceLineBytes,
   referencesPath,
@@ -31,6 +33,12 @@ export function lineReader(
     const text = partial + chunk.toString('latin1');
     let start = 0;
     for (let end = text.indexOf('\n'); end !== -1; end = text.indexOf('\n', start)) {
+      if (end - start > maxBytes) {
+        // Too long, even if it arrived whole.
+        overflowed = true;
+        onOverflow();
+        return;
+      }
       if (end > start) onLine(text.slice(start, end));
       start = end + 1;
     }
@@ -51,6 +59,11 @@ export function errorLine(err: unknown): string {
 
 /** Answers written to a client that does not read them before the store gives up on it. */
 const maxUnreadAnswerBytes = 1024 * 1024;
+/**
+ * Lines in a row a channel may send that cannot be applied before the store closes it: a holder
+ * sends a few (an expired descriptor), a broken or hostile one sends nothing else.
+ */
+const maxRefusedLinesInARow = 1000;
 
 /**
  * Serves one reference channel on an upgraded socket: `apply` each line in order; a line it
@@ -66,12 +79,18 @@ export function serveReferenceChannel(
     if (socket.writableLength > maxUnreadAnswerBytes) socket.destroy();
     else socket.write(text);
   };
+  let refusedInARow = 0;
   const onData = lineReader(
     (line) => {
       try {
         apply(line);
+        refusedInARow = 0;
       } catch (err) {
         answer(errorLine(err));
+        if (++refusedInARow >= maxRefusedLinesInARow) {
+          socket.end(`error ODB_ERR_PROTOCOL ${maxRefusedLinesInARow} lines refused in a row\n`);
+          socket.destroySoon();
+        }
       }
     },
     () => {
@@ -92,6 +111,8 @@ export interface ReferenceChannelOptions {
   readonly connectTimeoutMs: number;
   /** Lines lost (the store was unreachable or closed) or refused by the store. */
   readonly onProblem?: (endpoint: string, message: string) => void;
+  /** Signs the channel's opening: a store serves channels only to holders of the cluster key. */
+  readonly signingKey: ClusterKey;
 }
 
 interface Channel {
@@ -156,7 +177,11 @@ export class ReferenceChannels {
       host,
       port,
       path: referencesPath,
-      headers: { connection: 'Upgrade', upgrade: referencesProtocol },
+      headers: {
+        connection: 'Upgrade',
+        upgrade: referencesProtocol,
+        [channelProofHeader]: channelProof(this.#options.signingKey, endpoint, Date.now()),
+      },
       agent: false,
       timeout: this.#options.connectTimeoutMs,
     });

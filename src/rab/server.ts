@@ -22,7 +22,12 @@ import {
   statusForError,
   type StorePing,
 } from '../protocol/store-rpc.js';
-import { isKeyChallenge, keyProof } from '../protocol/key-proof.js';
+import {
+  channelProofHeader,
+  checkChannelProof,
+  isKeyChallenge,
+  keyProof,
+} from '../protocol/key-proof.js';
 import { ListenerGuard, type ListenerLimits } from '../http/listener-limits.js';
 import { SendWatchdog } from '../net/send-rate.js';
 import {
@@ -68,6 +73,8 @@ export interface StoreServerOptions {
     StorePing,
     'faults' | 'faultBytes' | 'fetchFailures' | 'lazyRegions' | 'ownPayloadBytes'
   >;
+  /** Reference channels open at once (stream mode: one per holder process). Default 1024. */
+  readonly maxReferenceChannels?: number;
   /** Limits of the store's listener (default: a client listener's, without a per-connection request limit). */
   readonly limits?: Partial<ListenerLimits>;
   readonly logger?: Logger;
@@ -83,6 +90,8 @@ export interface StoreServerStats {
   refused: Record<FetchLimitKind, number>;
   /** Connections cut because their peer stopped taking the bytes (see `sendTimeoutMs`). */
   sendTimeouts: number;
+  /** Reference channels refused: no valid key proof, or too many open. */
+  refusedChannels: number;
 }
 
 /**
@@ -102,6 +111,8 @@ export class StoreServer {
   readonly #pingExtras: StoreServerOptions['pingExtras'];
   /** Open reference channels (upgraded sockets the HTTP server no longer tracks). */
   readonly #channels = new Set<Socket>();
+  readonly #maxChannels: number;
+  #refusedChannels = 0;
 
   constructor(options: StoreServerOptions) {
     this.store = options.store;
@@ -121,6 +132,7 @@ export class StoreServer {
         ),
     });
     this.#registrationWaitMs = options.registrationWaitMs ?? 0;
+    this.#maxChannels = options.maxReferenceChannels ?? 1024;
     this.#pingExtras = options.pingExtras;
     // Front ends keep pooled connections for thousands of fetches: no per-connection request limit.
     this.guard = new ListenerGuard({ maxRequestsPerConnection: 0, ...options.limits });
@@ -143,6 +155,7 @@ export class StoreServer {
       inFlight: this.#admission.inFlight,
       refused: { ...this.#admission.refused },
       sendTimeouts: this.#watchdog.stats.cut,
+      refusedChannels: this.#refusedChannels,
     };
   }
 
@@ -227,6 +240,21 @@ export class StoreServer {
     const wanted = req.headers.upgrade?.toLowerCase() === referencesProtocol;
     if (req.url !== referencesPath || req.method !== 'GET' || !wanted) {
       socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
+      return;
+    }
+    // A channel lives as long as its holder: only holders of the cluster key may open one, and
+    // never more than a bounded number (they are outside the HTTP server's own limits).
+    const proof = req.headers[channelProofHeader];
+    if (!checkChannelProof(this.store.keyring, this.store.endpoint!, proof as string, Date.now())) {
+      this.#refusedChannels++;
+      socket.end('HTTP/1.1 403 Forbidden\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
+      return;
+    }
+    if (this.#channels.size >= this.#maxChannels) {
+      this.#refusedChannels++;
+      socket.end(
+        'HTTP/1.1 503 Service Unavailable\r\nconnection: close\r\ncontent-length: 0\r\n\r\n',
+      );
       return;
     }
     socket.write(

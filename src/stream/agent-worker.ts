@@ -83,6 +83,7 @@ const pendingFaults = new Map<number, [number, number][]>();
 
 const channels = new ReferenceChannels({
   connectTimeoutMs: settings.fetchTimeoutMs,
+  signingKey: keyring.signing,
   // The owner is gone or refuses: its entries expire by themselves; nothing to retry.
   onProblem: (owner, message) =>
     post({ type: 'log', level: 'warn', message: `references to ${owner}: ${message}` }),

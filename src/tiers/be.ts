@@ -95,6 +95,9 @@ export async function startBackend(config: BackendConfig): Promise<RunningTier> 
       maxFetchesPerPayload: config.storeFetchLimits?.maxFetchesPerPayload,
       maxFetchesPerPeer: config.storeFetchLimits?.maxFetchesPerPeer,
       sendTimeoutMs: config.storeSendTimeoutMs,
+      // The listener limits of the tier apply to its store too, but for the requests per
+      // connection: front ends keep pooled store connections for thousands of fetches.
+      limits: { ...config.limits, maxRequestsPerConnection: 0 },
     });
     addresses.store = await storeServer.listen(
       config.storeListen.host,

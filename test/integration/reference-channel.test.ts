@@ -8,6 +8,7 @@ import {
   type Descriptor,
 } from '../../src/protocol/descriptor.js';
 import { MemoryPayload } from '../../src/rab/memory-payload.js';
+import { channelProof } from '../../src/protocol/key-proof.js';
 import { ReferenceChannels } from '../../src/rab/reference-channel.js';
 import { eventually, rawExchange } from '../helpers/net.js';
 import { startTestStore, testDescriptor } from '../helpers/store.js';
@@ -16,6 +17,7 @@ const { key, store, endpoint, port, close } = await startTestStore();
 const problems: string[] = [];
 const channels = new ReferenceChannels({
   connectTimeoutMs: 2000,
+  signingKey: key,
   onProblem: (_endpoint, message) => problems.push(message),
 });
 
@@ -78,15 +80,38 @@ test('a release is honoured after its descriptor expired; a retain is not', asyn
   assert.match(problems[0]!, /ODB_ERR_EXPIRED/);
 });
 
-test('an over-long line closes that channel only; other requests are unaffected', async () => {
-  const upgrade =
+/** The upgrade request a holder sends, with a fresh key proof unless `proof` says otherwise. */
+function upgradeRequest(proof = channelProof(key, endpoint, Date.now())): string {
+  return (
     'GET /odb/v1/references HTTP/1.1\r\nhost: x\r\nconnection: Upgrade\r\n' +
-    'upgrade: odb-references/1\r\n\r\n';
-  const { data, closed } = await rawExchange(port, upgrade + 'x'.repeat(10_000), 2000);
-  const text = data.toString('latin1');
-  assert.match(text, /^HTTP\/1\.1 101 /);
-  assert.match(text, /error ODB_ERR_PROTOCOL line longer than 4096 bytes\n$/);
-  assert.equal(closed, true);
+    `upgrade: odb-references/1\r\nodb-channel-proof: ${proof}\r\n\r\n`
+  );
+}
+
+test('only a holder of the cluster key opens a channel', async () => {
+  const stale = channelProof(key, endpoint, Date.now() - 120_000);
+  const otherStore = channelProof(key, '127.0.0.1:1', Date.now());
+  for (const proof of ['', 'x', stale, otherStore, `${key.id}.${Date.now()}.${'A'.repeat(43)}`]) {
+    const { data, closed } = await rawExchange(port, upgradeRequest(proof), 500);
+    assert.match(data.toString('latin1'), /^HTTP\/1\.1 403 /, JSON.stringify(proof));
+    assert.equal(closed, true);
+  }
+});
+
+test('an over-long line closes that channel only; other requests are unaffected', async () => {
+  const upgrade = upgradeRequest();
+  // Whether the long line arrives in pieces or whole, with its newline.
+  for (const tail of ['x'.repeat(10_000), `retain ${'x'.repeat(5000)}\n`]) {
+    const { data, closed } = await rawExchange(port, upgrade + tail, 2000);
+    const text = data.toString('latin1');
+    assert.match(text, /^HTTP\/1\.1 101 /);
+    assert.match(text, /error ODB_ERR_PROTOCOL line longer than 4096 bytes\n$/);
+    assert.equal(closed, true);
+  }
+  // A channel that sends nothing but refused lines is closed.
+  const flood = await rawExchange(port, upgrade + 'hold everything\n'.repeat(1500), 2000);
+  assert.match(flood.data.toString('latin1'), /1000 lines refused in a row\n$/);
+  assert.equal(flood.closed, true);
   // Without the upgrade the path says what it wants; an unknown upgrade is refused.
   const plain = await rawExchange(port, 'GET /odb/v1/references HTTP/1.1\r\nhost: x\r\n\r\n');
   assert.match(plain.data.toString('latin1'), /^HTTP\/1\.1 426 /);
