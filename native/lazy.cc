@@ -14,6 +14,7 @@
 
 #include "addon.h"
 #include "own-memory.h"
+#include "socket-queue.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -465,6 +466,7 @@ Napi::Object Module(Napi::Env env, Napi::Object exports) {
                    {"syncExternalMemory", SyncExternalMemory},
                    {"initialised", [](const Napi::CallbackInfo& i) -> Napi::Value { return Napi::Boolean::New(i.Env(), uffd >= 0); }}});
   RegisterOwnMemory(env, exports);
+  RegisterSocketQueue(env, exports);
   return exports;
 }
 

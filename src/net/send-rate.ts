@@ -12,16 +12,20 @@
  * progress counts (nginx's rule). Credit capped at `timeoutMs` keeps a fast start from paying for
  * a long stall; earning by bytes rather than over fixed windows tolerates bursts.
  *
- * What a peer takes shows only as the kernel's send buffer for the socket drains, in bursts (up
- * to about a MiB on loopback, less on real links): a peer is judged fairly when a burst comes
- * within `timeoutMs`, so one slower than a burst per `timeoutMs` looks idle, as it does to nginx.
+ * What a peer takes is what it acknowledges, read from the kernel (TCP_INFO, see
+ * socket-progress.ts): it moves in window updates of about a segment (1448 bytes on Ethernet, up
+ * to 64 KiB on loopback), at the pace the peer reads. Without the native addon the watchdog falls
+ * back to what Node sees, whole write requests reaching the kernel's send buffer, which drains in
+ * bursts of up to a MiB or more: a peer slower than a burst per `timeoutMs` then looks idle, as
+ * it does to nginx.
  *
  * Sockets are sampled, not hooked: one timer for all of them reads `writableLength` (bytes Node
- * still queues) and `bytesWritten` (bytes handed to the kernel, plus the queue). A socket with
- * nothing queued is never blamed: waiting for an upstream, or idle between requests, is not a
- * slow reader (idle connections are another limit's business).
+ * still queues) and what the peer took. A socket with nothing queued is never blamed: waiting
+ * for an upstream, or idle between requests, is not a slow reader (idle connections are another
+ * limit's business).
  */
 import type { Socket } from 'node:net';
+import { ackedBytes } from './socket-progress.js';
 
 /** Limits of a {@link SendWatchdog}. */
 export interface SendRateLimits {
@@ -78,7 +82,7 @@ export function earnedDeadline(
 }
 
 interface Watched {
-  /** `bytesWritten - writableLength` at the last sample: bytes the kernel has taken. */
+  /** At the last sample: bytes the peer acknowledged (or, without the addon, the kernel took). */
   taken: number;
   /** Undefined while nothing is queued. */
   deadline: number | undefined;
@@ -139,7 +143,7 @@ export class SendWatchdog {
     for (const [socket, watched] of this.#sockets) {
       if (socket.destroyed) continue; // its 'close' is coming
       const queued = socket.writableLength;
-      const taken = socket.bytesWritten - queued;
+      const taken = ackedBytes(socket) ?? socket.bytesWritten - queued;
       const gained = taken - watched.taken;
       watched.taken = taken;
       if (queued === 0) {

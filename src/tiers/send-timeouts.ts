@@ -7,6 +7,7 @@ import {
   defaultSendTimeoutMs,
   type SendRateLimits,
 } from '../net/send-rate.js';
+import { ackedBytesUnavailable } from '../net/socket-progress.js';
 import type { TierMetrics } from './metrics.js';
 
 /** The defaults of `--send-timeout` and `--send-min-rate`. */
@@ -34,6 +35,19 @@ export function attachSendWatchdog(
       ),
   });
   server.on('connection', (socket) => watchdog.watch(socket));
+  const unavailable = ackedBytesUnavailable();
+  if (unavailable && limits.timeoutMs > 0) {
+    logger.warn(
+      { reason: unavailable },
+      'send rate judged by kernel buffer drains (coarse): a slow but steady reader may be cut',
+    );
+  }
+  metrics.mirror({
+    name: 'odb_send_rate_native',
+    help: "1 when the send rate is judged by what peers acknowledge (the addon's TCP_INFO), 0 when by kernel buffer drains",
+    type: 'gauge',
+    read: () => [[{}, unavailable ? 0 : 1]],
+  });
   metrics.mirror({
     name: 'odb_send_timeouts_total',
     help: 'Client connections cut because they took their response slower than --send-min-rate',

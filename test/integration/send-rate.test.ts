@@ -85,3 +85,36 @@ test('send rate: each byte buys 1/rate seconds, capped at the timeout', () => {
   // Without a rate, any progress restarts the timeout (nginx's send_timeout).
   assert.equal(earnedDeadline(5000, 4000, 1, { timeoutMs: 60_000, minBytesPerSecond: 0 }), 64_000);
 });
+
+test('send rate: a steady slow reader above the rate is judged by what it acknowledges, not cut', async (t) => {
+  // 50 KB/s, six times the minimum of 8 KiB/s. Node alone sees progress only when the kernel's
+  // send buffer (MiBs on loopback) drains far enough to take another write: many seconds here.
+  const slow = new SendWatchdog({ timeoutMs: 3000, minBytesPerSecond: 8 * 1024 });
+  const feeder = createServer((socket) => {
+    slow.watch(socket);
+    socket.on('error', () => {});
+    socket.once('data', () => {
+      socket.write('HTTP/1.1 200 OK\r\ncontent-length: 1099511627776\r\n\r\n');
+      const feed = (): void => {
+        while (!socket.destroyed && socket.write(piece));
+        if (!socket.destroyed) socket.once('drain', feed);
+      };
+      feed();
+    });
+  });
+  await new Promise<void>((resolve) => feeder.listen(0, '127.0.0.1', resolve));
+  t.after(async () => {
+    slow.close();
+    await new Promise<void>((resolve) => feeder.close(() => resolve()));
+  });
+  const { port: feederPort } = feeder.address() as { port: number };
+  const reader = await rawGet('127.0.0.1', feederPort, '/steady', {
+    bytesPerTick: 4096,
+    tickMs: 80,
+  });
+  clients.push(reader);
+  await sleep(9000);
+  assert.equal(slow.stats.cut, 0, `cut after reading ${reader.bodyBytes()} bytes`);
+  assert.equal(reader.closed(), false);
+  reader.destroy();
+});
