@@ -14,7 +14,6 @@ import {
   freedByCollection,
   ownPayloadSource,
 } from '../../src/stream/own-payload.js';
-import { SyntheticPayload } from '../../src/tiers/synthetic.js';
 import { eventually, sha256 } from '../helpers/net.js';
 import { startTestStore } from '../helpers/store.js';
 
