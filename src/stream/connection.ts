@@ -7,8 +7,13 @@
  *   deciding        we connected to a peer not known yet (`ODB_CONNECT=*`) and wait, briefly, for
  *                   the probe's verdict; application writes wait for it; bytes from the peer
  *                   first → plain (it speaks first, so it will not answer a hello)
- *   awaiting-hello  we connected and said hello; application writes wait for the answer; an
- *                   answer that is not a hello fails the connection (it was configured as ODB)
+ *   unsaid          we connected to an ODB peer and have said nothing yet: the hello goes out
+ *                   just before the application's first write through JavaScript. Code that
+ *                   takes the socket's native handle instead (HTTP/2, a TLS wrap) never writes
+ *                   here, so the connection stays plain, byte for byte; bytes from the peer
+ *                   first → plain, as in deciding
+ *   awaiting-hello  we said hello; application writes wait for the answer; an answer that is not
+ *                   a hello fails the connection (the peer was configured or learned as ODB)
  *   odb             every byte both ways is framed; received R bytes are delivered as they come,
  *                   V descriptors as lazy buffers; writes become R or V frames
  *   plain           nothing ODB: bytes pass unchanged (lazy buffers written here are fetched first)
@@ -26,7 +31,7 @@ import { PayloadGatherer } from './payload-gatherer.js';
 import type { LazyView, StreamRuntime } from './runtime.js';
 import { kOdbConnection } from './symbols.js';
 
-type Mode = 'sniffing' | 'deciding' | 'awaiting-hello' | 'odb' | 'plain';
+type Mode = 'sniffing' | 'deciding' | 'unsaid' | 'awaiting-hello' | 'odb' | 'plain';
 type WriteCallback = (err?: Error | null) => void;
 type WriteGeneric = (
   this: Socket,
@@ -47,6 +52,21 @@ export function chunksOf(writev: boolean, data: unknown, encoding: string): Buff
         : Buffer.from(chunk as Uint8Array);
   if (!writev) return [one(data, encoding)];
   return (data as { chunk: unknown; encoding: string }[]).map((e) => one(e.chunk, e.encoding));
+}
+
+/** How much a plain socket hands on per read (libuv reads TCP into 64 KiB buffers). */
+const plainReadBytes = 64 * 1024;
+
+/**
+ * A received payload as the reads a plain socket would have delivered: slices of at most 64 KiB
+ * (a lazy buffer's slices are lazy too; whoever forwards them rejoins them, see #frames).
+ */
+function readsOf(bytes: Buffer): Buffer[] {
+  if (bytes.length <= plainReadBytes) return [bytes];
+  const reads: Buffer[] = [];
+  for (let at = 0; at < bytes.length; at += plainReadBytes)
+    reads.push(bytes.subarray(at, Math.min(bytes.length, at + plainReadBytes)));
+  return reads;
 }
 
 /** `_writeGeneric` arguments that write `buffers` in one writev. */
@@ -117,8 +137,8 @@ export class OdbConnection {
   }
 
   /**
-   * A connected socket to an ODB peer: say hello first. `onRefused`: the peer answered with
-   * something else, or closed, before answering.
+   * A connected socket to an ODB peer: hello before the application's first write. `onRefused`:
+   * the peer answered with something else, or closed, before answering.
    */
   static connect(
     socket: Socket,
@@ -126,9 +146,8 @@ export class OdbConnection {
     writeGeneric: WriteGeneric,
     onRefused?: () => void,
   ): OdbConnection {
-    const connection = new OdbConnection(socket, runtime, 'awaiting-hello', writeGeneric);
+    const connection = new OdbConnection(socket, runtime, 'unsaid', writeGeneric);
     connection.#onRefused = onRefused;
-    connection.#raw(helloFrame());
     return connection;
   }
 
@@ -153,8 +172,29 @@ export class OdbConnection {
     // The peer spoke first (now plain), or the socket is gone: nothing to decide any more.
     if (this.#mode !== 'deciding' || this.#socket.destroyed) return;
     if (!odb) return this.#plain();
+    if (this.#held.length === 0) this.#mode = 'unsaid';
+    else this.#sayHello();
+  }
+
+  /** Opens the ODB conversation: the application's writes wait for the answer. */
+  #sayHello(): void {
     this.#mode = 'awaiting-hello';
     this.#raw(helloFrame());
+  }
+
+  /**
+   * Native code is taking the socket's handle (a TLS wrap): true if the connection may leave ODB
+   * for good because nothing ODB was said or heard on it, so the native reader and writer see
+   * the bytes as they are. False: the socket already speaks (or is opening) ODB, and whatever
+   * wraps it must go through its JavaScript stream (see interpose.ts).
+   */
+  yieldToNative(): boolean {
+    if (this.#mode === 'plain') return true;
+    if ((this.#mode === 'unsaid' || this.#mode === 'sniffing') && this.#sniffed.length === 0) {
+      this.#plain();
+      return true;
+    }
+    return false;
   }
 
   get mode(): Mode {
@@ -185,6 +225,7 @@ export class OdbConnection {
       } else {
         // Closed before answering our hello: that peer does not speak ODB (any more).
         if (this.#mode === 'awaiting-hello') this.#onRefused?.();
+        else if (this.#mode === 'unsaid' || this.#mode === 'deciding') this.#plain();
         if (this.#sniffed.length > 0) {
           this.#mode = 'plain';
           this.#push(this.#sniffed);
@@ -198,6 +239,7 @@ export class OdbConnection {
       case 'odb':
         return this.#decode(chunk);
       case 'deciding':
+      case 'unsaid':
         // The peer speaks first: it is not waiting for a hello, and will not answer one.
         this.#plain();
         return this.#push(chunk, encoding);
@@ -243,26 +285,45 @@ export class OdbConnection {
     for (const write of held) write();
   }
 
+  /**
+   * Decodes one read. The bytes are handed on only after decoding, outside the decoder's error
+   * handling: the application's 'data' handlers run inside `push`, and their exceptions must
+   * surface exactly as they would without ODB, not end the connection as a protocol error. R
+   * bytes that arrived in one read are handed on as one chunk, as a plain socket's read would
+   * be (a sender's writev of a chunked HTTP message is several R frames, not several reads).
+   */
   #decode(chunk: Buffer): boolean {
-    let result = true;
+    const delivered: Buffer[] = [];
+    const real: Buffer[] = [];
+    const flushReal = (): void => {
+      if (real.length === 0) return;
+      delivered.push(real.length === 1 ? real[0]! : Buffer.concat(real));
+      real.length = 0;
+    };
+    let failure: OdbError | undefined;
     try {
       this.#decoder.push(chunk, (event) => {
         if (event.type === 'real') {
-          if (event.bytes.length > 0) result = this.#push(event.bytes) && result;
+          if (event.bytes.length > 0) real.push(event.bytes);
         } else if (event.type === 'virtual') {
           const descriptor = decodeDescriptor(event.descriptor);
           verifyDescriptor(descriptor, this.#runtime.keyring, Date.now());
-          result = this.#push(this.#runtime.receive(descriptor)) && result;
+          flushReal();
+          delivered.push(...readsOf(this.#runtime.receive(descriptor)));
         } else {
           throw new OdbError('ODB_ERR_PROTOCOL', 'hello in the middle of a connection');
         }
       });
     } catch (err) {
-      return this.#fail(
-        isOdbError(err) ? err : new OdbError('ODB_ERR_PROTOCOL', String(err), { cause: err }),
-      );
+      failure = isOdbError(err)
+        ? err
+        : new OdbError('ODB_ERR_PROTOCOL', String(err), { cause: err });
     }
-    return result;
+    flushReal();
+    let result = true;
+    // What was decoded before a failure is the peer's too, and is delivered before the close.
+    for (const bytes of delivered) result = this.#push(bytes) && result;
+    return failure ? this.#fail(failure) : result;
   }
 
   // ---- write side ------------------------------------------------------------------------
@@ -270,6 +331,10 @@ export class OdbConnection {
   /** Called for every application write on this socket (see interpose.ts). */
   write(writev: boolean, data: unknown, encoding: string, cb: WriteCallback): void {
     switch (this.#mode) {
+      case 'unsaid':
+        this.#sayHello();
+        this.#held.push(() => this.write(writev, data, encoding, cb));
+        return;
       case 'deciding':
       case 'awaiting-hello':
         this.#held.push(() => this.write(writev, data, encoding, cb));
@@ -334,14 +399,32 @@ export class OdbConnection {
     const runtime = this.#runtime;
     const threshold = runtime.config.thresholdBytes;
     const out: Buffer[] = [];
+    // Contiguous forwarded views of one region (a pipe writing the reads of one received
+    // descriptor) travel as one derived descriptor.
+    let forward: LazyView | undefined;
+    const sendForward = (): void => {
+      if (!forward) return;
+      out.push(...encodeVirtualFrame(runtime.forward(forward).bytes));
+      forward = undefined;
+    };
     for (let chunk of chunks) {
       const view = forwardable.get(chunk);
       if (view) {
         this.#takeGathered(out);
-        out.push(...encodeVirtualFrame(runtime.forward(view).bytes));
+        if (forward?.region === view.region && forward.offset + forward.length === view.offset)
+          forward = {
+            region: view.region,
+            offset: forward.offset,
+            length: forward.length + view.length,
+          };
+        else {
+          sendForward();
+          forward = view;
+        }
         this.#countBody(chunk.length);
         continue;
       }
+      sendForward();
       const head = httpHeadLength(chunk);
       if (head > 0) {
         this.#real(chunk.subarray(0, head), out);
@@ -352,6 +435,7 @@ export class OdbConnection {
       else this.#own(chunk, out);
       this.#countBody(chunk.length);
     }
+    sendForward();
     if (this.#bodyRemaining === 0) this.#takeGathered(out);
     else this.#gatherer?.wait();
     return out;

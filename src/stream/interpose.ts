@@ -9,9 +9,16 @@
  *   - `net.Socket.prototype._writeGeneric` (Node 20: every socket write and writev ends there):
  *     ODB sockets frame; plain sockets fetch lazy buffers first instead of letting the kernel fault,
  *     and a plain HTTP client socket to a peer since learned to speak ODB is retired.
- * TLS servers are left alone (ODB frames would have to sit under TLS).
+ *   - `tls.TLSSocket.prototype._wrapHandle`: TLS over a socket that already speaks ODB reads and
+ *     writes it through its JavaScript stream (so through the frames), not its native handle.
+ * TLS sockets and servers, and HTTP/2 servers, are left alone: TLS is end to end, and HTTP/2
+ * reads its socket natively. An outgoing connection says hello only before the application's
+ * first write through JavaScript (connection.ts, 'unsaid'), so one whose handle native code takes
+ * over (HTTP/2, a TLS wrap) stays plain.
  */
+import http2 from 'node:http2';
 import net, { type AddressInfo } from 'node:net';
+import { Duplex } from 'node:stream';
 import tls from 'node:tls';
 import { OdbConnection, writePlain } from './connection.js';
 import type { PeerPolicy } from './peers.js';
@@ -34,6 +41,26 @@ type WriteGeneric = (
   encoding: string,
   cb: (err?: Error | null) => void,
 ) => void;
+
+type WrapHandle = (wrap: Marked | null, handle: unknown, pendingWrites: boolean) => unknown;
+type JSStreamSocketClass = new (stream: Duplex) => net.Socket & { _handle: unknown };
+
+let jsStreamSocket: JSStreamSocketClass | undefined;
+/**
+ * Node's internal JSStreamSocket, which presents a JavaScript stream to native code as a handle
+ * (what TLS uses for a stream that has no native handle). It is not exported: a TLS socket over a
+ * bare Duplex makes one, and its class is taken from there, once.
+ */
+function jsStreamSocketClass(): JSStreamSocketClass {
+  if (!jsStreamSocket) {
+    const sample = new tls.TLSSocket(
+      new Duplex({ read() {}, write: (_chunk, _encoding, cb: () => void) => cb() }),
+    ) as unknown as { _handle: { _parentWrap: { constructor: JSStreamSocketClass } } };
+    jsStreamSocket = sample._handle._parentWrap.constructor;
+    (sample as unknown as net.Socket).destroy();
+  }
+  return jsStreamSocket;
+}
 
 /** Host and port a `connect(...)` call aims at, or undefined for IPC paths. */
 function connectTarget(args: unknown[]): { host: string; port: number } | undefined {
@@ -62,7 +89,22 @@ export function installInterposition(
   const writeGeneric = proto._writeGeneric;
   const connect = proto.connect;
   const emit = net.Server.prototype.emit;
+  const tlsProto = tls.TLSSocket.prototype as unknown as { _wrapHandle: WrapHandle };
+  const wrapHandle = tlsProto._wrapHandle;
+  // HTTP/2 servers read their sockets natively: a hello would reach nghttp2, never the frames.
+  const Http2Server = http2.createServer().constructor;
   policy.onCount = () => runtime.reportPeerCounters(policy.counters);
+  // The port each listening server took (its address is gone by the time it emits 'close').
+  const listeningPorts = new WeakMap<net.Server, number>();
+
+  tlsProto._wrapHandle = function odbWrapHandle(wrap, handle, pendingWrites): unknown {
+    const connection = wrap?.[kOdbConnection];
+    if (wrap && connection && !connection.yieldToNative()) {
+      const stream = new (jsStreamSocketClass())(wrap as unknown as Duplex);
+      return Reflect.apply(wrapHandle, this, [stream, stream._handle, pendingWrites]);
+    }
+    return Reflect.apply(wrapHandle, this, [wrap, handle, pendingWrites]);
+  };
 
   net.Server.prototype.emit = function odbEmit(
     this: net.Server,
@@ -70,7 +112,18 @@ export function installInterposition(
     ...args: unknown[]
   ): boolean {
     servers.onEmit(this, event, args);
-    if (event === 'connection' && !(this instanceof tls.Server)) {
+    const speaksOdb = !(this instanceof tls.Server) && !(this instanceof Http2Server);
+    if (event === 'listening') {
+      const port = (this.address() as AddressInfo | null)?.port;
+      if (port !== undefined) {
+        listeningPorts.set(this, port);
+        policy.listening(port, speaksOdb && policy.acceptsOn(port));
+      }
+    } else if (event === 'close') {
+      const port = listeningPorts.get(this);
+      if (port !== undefined) policy.closed(port);
+    }
+    if (event === 'connection' && speaksOdb) {
       const socket = args[0] as Marked;
       const port = (this.address() as AddressInfo | null)?.port;
       if (port !== undefined && policy.acceptsOn(port) && socket._handle) {
@@ -85,7 +138,8 @@ export function installInterposition(
 
   proto.connect = function odbConnect(this: Marked, ...args: unknown[]): net.Socket {
     const result = connect.apply(this, args);
-    if (!this[kOdbInternal] && !this[kOdbChecked]) {
+    // A TLS socket's bytes are TLS records end to end: never ODB's (its TCP is its own handle).
+    if (!this[kOdbInternal] && !this[kOdbChecked] && !(this instanceof tls.TLSSocket)) {
       this[kOdbChecked] = true;
       const target = connectTarget(args);
       if (target) {
