@@ -17,9 +17,28 @@ import type { PeerPattern, StreamConfig } from './config.js';
 import { helloFrame, readHello } from './hello.js';
 import { kOdbInternal } from './symbols.js';
 
-/** How long a probe waits for a hello answer, and how long its verdict is remembered. */
+/** How long a probe waits for a hello answer. */
 const probeTimeoutMs = 1000;
-const verdictTtlMs = 60_000;
+/**
+ * How long a verdict is used without asking again. A stale plain verdict costs only bypass (the
+ * connection stays plain, retired once the peer is learned), so it holds for a minute while a
+ * probe renews it. A stale ODB verdict costs a connection if the port changed owner (a plain
+ * peer cannot answer the hello, and it has read the hello as its own protocol's bytes), so it is
+ * trusted for two seconds only: after that, a new connection waits for a new probe as the first
+ * one did.
+ */
+const plainVerdictTtlMs = 60_000;
+const odbVerdictTtlMs = 2000;
+
+/** True for addresses of this host's loopback interface. */
+function isLoopback(host: string): boolean {
+  return (
+    host === 'localhost' ||
+    host === '::1' ||
+    host.startsWith('127.') ||
+    host.startsWith('::ffff:127.')
+  );
+}
 
 /** What learning peers did (the agent reports these in the store's ping). */
 export interface PeerCounters {
@@ -38,6 +57,12 @@ export class PeerPolicy {
   readonly #config: StreamConfig;
   readonly #verdicts = new Map<string, { odb: boolean; at: number }>();
   readonly #probes = new Map<string, Promise<boolean>>();
+  /**
+   * This process's own listening ports: whether each speaks ODB. A loopback connection to one of
+   * them needs no probe (and no probe could be answered sooner: it would wait for this very
+   * thread), and the verdict changes the moment the server closes or another takes the port.
+   */
+  readonly #ownPorts = new Map<number, boolean>();
   readonly counters: PeerCounters = {
     probes: 0,
     probeWaits: 0,
@@ -64,6 +89,16 @@ export class PeerPolicy {
     return listen === '*' || listen.includes(port);
   }
 
+  /** One of this process's servers is listening on `port`; `odb`: it accepts ODB there. */
+  listening(port: number, odb: boolean): void {
+    this.#ownPorts.set(port, odb);
+  }
+
+  /** This process's server on `port` closed. */
+  closed(port: number): void {
+    this.#ownPorts.delete(port);
+  }
+
   /** With a list of peers: is host:port on it? */
   listed(host: string, port: number): boolean {
     const { connect: peers } = this.#config;
@@ -79,6 +114,7 @@ export class PeerPolicy {
    */
   prepare(host: string, port: number): void {
     if (!this.learns || isIP(host) === 0) return;
+    if (this.#own(host, port) !== undefined) return;
     if (this.#fresh(`${host}:${port}`) === undefined) this.#probe(host, port);
   }
 
@@ -89,12 +125,14 @@ export class PeerPolicy {
    * by then (the connection stays plain, and is retired later if it can be).
    */
   learned(host: string, port: number): boolean | Promise<boolean> {
+    const own = this.#own(host, port);
+    if (own !== undefined) return own;
     const key = `${host}:${port}`;
     const fresh = this.#fresh(key);
     if (fresh !== undefined) return fresh;
     const probe = this.#probe(host, port);
     const stale = this.#verdicts.get(key);
-    if (stale) return stale.odb;
+    if (stale && !stale.odb) return false;
     const waitMs = this.#config.probeWaitMs;
     if (waitMs <= 0) return false;
     this.#count('probeWaits');
@@ -115,7 +153,12 @@ export class PeerPolicy {
 
   /** Is host:port known to speak ODB now? (A plain connection to it may then be retired.) */
   knownOdb(host: string, port: number): boolean {
-    return this.#verdicts.get(`${host}:${port}`)?.odb === true;
+    return this.#own(host, port) ?? this.#verdicts.get(`${host}:${port}`)?.odb === true;
+  }
+
+  /** The verdict for one of this process's own ports reached over loopback, if it is one. */
+  #own(host: string, port: number): boolean | undefined {
+    return isLoopback(host) ? this.#ownPorts.get(port) : undefined;
   }
 
   /**
@@ -141,7 +184,9 @@ export class PeerPolicy {
   /** A verdict younger than its time to live, if any. */
   #fresh(key: string): boolean | undefined {
     const verdict = this.#verdicts.get(key);
-    return verdict && Date.now() - verdict.at < verdictTtlMs ? verdict.odb : undefined;
+    if (!verdict) return undefined;
+    const ttl = verdict.odb ? odbVerdictTtlMs : plainVerdictTtlMs;
+    return Date.now() - verdict.at < ttl ? verdict.odb : undefined;
   }
 
   /** The probe of host:port in progress, or a new one. */
