@@ -13,7 +13,7 @@
  *   ODB_THRESHOLD       smallest write sent as a descriptor (default 64KiB)
  *   ODB_GATHER          largest payload gathered from consecutive large writes (default 4MiB;
  *                       0: each write its own payload); ODB_GATHER_WAIT: how long gathered
- *                       bytes wait for more once the writes pause (default 5ms)
+ *                       bytes wait for more at most, from the first of them (default 5ms)
  *   ODB_STORE_LISTEN    this process's buffer store (default 127.0.0.1:0)
  *   ODB_STORE_ADVERTISE endpoint written into descriptors (default: the bound address)
  *   ODB_STORE_BUDGET    memory for payloads sent as descriptors (default 256MiB)

@@ -16,7 +16,7 @@ export interface GatheredPayload {
  * are written), so the application's write completes at once: the bytes are ours (a payload whose
  * size the writer announced is allocated at that size instead). The connection decides when what
  * is gathered goes out (see OdbConnection); the gatherer only bounds how long gathered bytes wait
- * once the writer pauses.
+ * at most (see {@link PayloadGatherer.wait}).
  */
 export class PayloadGatherer {
   readonly #maxBytes: number;
@@ -26,10 +26,9 @@ export class PayloadGatherer {
   #memory: OwnPayloadMemory | undefined;
   #used = 0;
   #timer: NodeJS.Timeout | undefined;
-  #lastWrite = 0;
 
   /**
-   * `maxBytes`: the largest payload; `onWaited`: called `waitMs` after the last {@link wait} if
+   * `maxBytes`: the largest payload; `onWaited`: called `waitMs` after the first {@link wait} of a payload if
    * bytes are still gathered then.
    */
   constructor(
@@ -71,22 +70,17 @@ export class PayloadGatherer {
   }
 
   /**
-   * (Re)starts the wait for more bytes after a write that left bytes gathered: they go out
-   * `waitMs` after the last such write unless something sends them sooner.
+   * Starts the wait after a write that left bytes gathered: they go out at most `waitMs` after
+   * the first of them was gathered, unless something sends them sooner. Measured from the first
+   * byte, not the last write, so that a paced writer (a rate-limited download) is received at its
+   * own pace, late by `waitMs` at most, instead of in one burst at its end.
    */
   wait(): void {
     if (this.#used === 0) return;
-    this.#lastWrite = Date.now();
-    // One timer per payload, pushed back when it fires early, rather than re-armed every write.
     this.#timer ??= setTimeout(this.#waited, this.#waitMs);
   }
 
   readonly #waited = (): void => {
-    const idle = Date.now() - this.#lastWrite;
-    if (idle < this.#waitMs) {
-      this.#timer = setTimeout(this.#waited, this.#waitMs - idle);
-      return;
-    }
     this.#timer = undefined;
     this.#onWaited();
   };
