@@ -62,7 +62,16 @@ const server = new StoreServer({
     ownPayloadBytes: ownMemory?.ownStats().liveBytes,
   }),
 });
-const bound = await server.listen(settings.storeHost, settings.storePort, settings.storeAdvertise);
+// An advertised port 0 stands for the port the store was given (see inherited-store.ts).
+const advertise = settings.storeAdvertise;
+const bound = await server.listen(
+  settings.storeHost,
+  settings.storePort,
+  advertise?.endsWith(':0') ? undefined : advertise,
+);
+if (advertise?.endsWith(':0')) {
+  store.advertise(`${advertise.slice(0, -2)}:${bound.slice(bound.lastIndexOf(':') + 1)}`);
+}
 const endpoint = store.endpoint!;
 const fetcher = new BufferFetcher({
   fetchTimeoutMs: settings.fetchTimeoutMs,

@@ -5,10 +5,12 @@
  */
 import { isMainThread } from 'node:worker_threads';
 import { pino } from 'pino';
+import type { Logger } from '../log.js';
 import { describeListenError, exitStatusFor, startupErrorLine } from '../cli/startup-errors.js';
 import { installHttpParser } from './http-parser.js';
 import { installInterposition } from './interpose.js';
-import { loadStreamConfig } from './config.js';
+import { loadStreamConfig, type StreamConfig } from './config.js';
+import { portHeldByAncestor } from './inherited-store.js';
 import { PeerPolicy } from './peers.js';
 import { StreamRuntime } from './runtime.js';
 import { ServerRegistry } from './servers.js';
@@ -34,9 +36,7 @@ async function install(): Promise<StreamInstallation | 'off'> {
     log.warn('stream mode is not configured (set ODB_KEY_FILE or ODB_CONFIG): running plain');
     return 'off';
   }
-  const runtime = await StreamRuntime.start(config, log).catch((err: unknown) => {
-    throw describeListenError(err, { ODB_STORE_LISTEN: config.store.listen }) ?? err;
-  });
+  const runtime = await startRuntime(config, log);
   if (!runtime.lazy) {
     log.warn(
       `lazy buffers unavailable (${runtime.lazyReason}): virtual data is fetched on arrival (correct, no bypass)`,
@@ -51,6 +51,34 @@ async function install(): Promise<StreamInstallation | 'off'> {
   if (noGracefulExit) log.warn(`${noGracefulExit}: SIGTERM and SIGINT act as without ODB`);
   log.info({ endpoint: runtime.endpoint, features: runtime.features }, 'stream mode on');
   return { runtime, httpParser };
+}
+
+/**
+ * Starts the runtime; a fixed store port held by an ancestor (the settings were inherited with
+ * NODE_OPTIONS) is traded for a free one, advertised with the same host (inherited-store.ts).
+ */
+async function startRuntime(config: StreamConfig, log: Logger): Promise<StreamRuntime> {
+  try {
+    return await StreamRuntime.start(config, log);
+  } catch (err) {
+    const { listen, advertise } = config.store;
+    const inUse = (err as NodeJS.ErrnoException).code === 'EADDRINUSE';
+    if (inUse && listen.port !== 0 && portHeldByAncestor(listen.port)) {
+      log.info(
+        `ODB_STORE_LISTEN port ${listen.port} is the parent process's store: this child's store takes a free port`,
+      );
+      const host = advertise?.slice(0, advertise.lastIndexOf(':'));
+      const store = {
+        ...config.store,
+        listen: { ...listen, port: 0 },
+        advertise: host === undefined ? undefined : `${host}:0`,
+      };
+      return StreamRuntime.start({ ...config, store }, log).catch((again: unknown) => {
+        throw describeListenError(again, { ODB_STORE_LISTEN: listen }) ?? again;
+      });
+    }
+    throw describeListenError(err, { ODB_STORE_LISTEN: listen }) ?? err;
+  }
 }
 
 const global = globalThis as Global;
