@@ -5,11 +5,12 @@
 #   curl, wrk    third-party clients
 #   iproute2     network namespaces for the multi-host testbed
 #   iputils-ping, python3  testbed checks and its link emulator (scripts/link-emulator.py)
+#   openssl      a test CA and server certificate for the TLS tests (test/helpers/tls.ts)
 # Services are not started: tests run their own nginx/HAProxy processes on loopback ports.
 # Idempotent: packages already installed are left alone. Needs network access to the Debian mirror.
 set -euo pipefail
 
-packages=(nginx-light haproxy curl wrk iproute2 procps iputils-ping python3)
+packages=(nginx-light haproxy curl wrk iproute2 procps iputils-ping python3 openssl)
 
 missing=()
 for p in "${packages[@]}"; do
