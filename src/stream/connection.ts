@@ -98,6 +98,12 @@ export class OdbConnection {
   #bodyRemaining: number | undefined;
   /** Called when the peer does not answer our hello (see {@link OdbConnection.connect}). */
   #onRefused: (() => void) | undefined;
+  /**
+   * A forwarded view held back for the next write: a pipe writes the 64 KiB reads of one received
+   * payload one by one (see readsOf), and contiguous ones travel as one derived descriptor.
+   */
+  #forward: LazyView | undefined;
+  #forwardTimer: NodeJS.Immediate | undefined;
 
   private constructor(
     socket: Socket,
@@ -116,19 +122,24 @@ export class OdbConnection {
     const gather = runtime.config.gather;
     if (gather.maxBytes >= runtime.config.thresholdBytes) {
       this.#gatherer = new PayloadGatherer(runtime.ownMemory, gather.maxBytes, gather.waitMs, () =>
-        this.#sendGathered(),
+        this.#sendHeld(),
       );
-      // Node ends a socket with `_final` (a shutdown), which never passes through `_writeGeneric`:
-      // what was gathered goes first. A destroyed socket drops it, as it drops queued writes.
-      const final = (socket as unknown as { _final: (cb: WriteCallback) => void })._final;
-      Object.assign(socket, {
-        _final: (cb: WriteCallback): void => {
-          this.#sendGathered();
-          final.call(socket, cb);
-        },
-      });
-      socket.once('close', () => this.#gatherer?.discard());
     }
+    // Node ends a socket with `_final` (a shutdown), which never passes through `_writeGeneric`:
+    // what was gathered or held back goes first. A destroyed socket drops it, as it drops queued
+    // writes.
+    const final = (socket as unknown as { _final: (cb: WriteCallback) => void })._final;
+    Object.assign(socket, {
+      _final: (cb: WriteCallback): void => {
+        this.#sendHeld();
+        final.call(socket, cb);
+      },
+    });
+    socket.once('close', () => {
+      this.#gatherer?.discard();
+      this.#forward = undefined;
+      clearImmediate(this.#forwardTimer);
+    });
   }
 
   /** An accepted socket on an ODB port: wait for the peer's first bytes. */
@@ -365,15 +376,34 @@ export class OdbConnection {
     const threshold = runtime.config.thresholdBytes;
     const forwardable = new Map<Buffer, LazyView>();
     const toFetch: LazyView[] = [];
+    // A received payload is read in slices of at most 64 KiB (readsOf): a whole slice counts as
+    // large whatever the threshold, and so does a smaller one continuing the one before it (the
+    // payload's last slice), or a payload would be fetched for its tail.
+    const large = Math.min(threshold, plainReadBytes);
+    let last = this.#forward;
     for (const chunk of chunks) {
-      if (chunk.length < threshold) continue;
       const view = runtime.lazyView(chunk);
       if (!view) continue;
+      const continues = last?.region === view.region && last.offset + last.length === view.offset;
+      last = view;
+      if (chunk.length < large && !continues) continue;
       if (runtime.canForward(view)) forwardable.set(chunk, view);
       else if (!runtime.isMaterialized(view)) toFetch.push(view);
     }
+    if (
+      toFetch.length === 0 &&
+      chunks.length === 1 &&
+      this.#holdForward(forwardable.get(chunks[0]!))
+    )
+      return cb();
     const write = (): void => {
-      const frames = this.#frames(chunks, forwardable);
+      let frames: Buffer[];
+      try {
+        frames = this.#frames(chunks, forwardable);
+      } catch (err) {
+        this.#socket.destroy(err as Error);
+        return cb(err as Error);
+      }
       // Everything was gathered: the bytes are ours, the application may go on writing.
       if (frames.length === 0) return cb();
       this.#writeGeneric.call(this.#socket, true, asWritev(frames), '', cb);
@@ -400,11 +430,11 @@ export class OdbConnection {
     const threshold = runtime.config.thresholdBytes;
     const out: Buffer[] = [];
     // Contiguous forwarded views of one region (a pipe writing the reads of one received
-    // descriptor) travel as one derived descriptor.
-    let forward: LazyView | undefined;
+    // descriptor) travel as one derived descriptor, the view held back by the last write first.
+    let forward = this.#takeHeldForward();
     const sendForward = (): void => {
       if (!forward) return;
-      out.push(...encodeVirtualFrame(runtime.forward(forward).bytes));
+      out.push(...this.#forwardFrame(forward));
       forward = undefined;
     };
     for (let chunk of chunks) {
@@ -439,6 +469,49 @@ export class OdbConnection {
     if (this.#bodyRemaining === 0) this.#takeGathered(out);
     else this.#gatherer?.wait();
     return out;
+  }
+
+  /**
+   * Holds a forwardable `view` back for the next write if it continues the held one (or none is
+   * held), so that the write completes at once and the next read of the same payload joins it.
+   * It goes out at the end of its payload, of its HTTP message, or of this turn of the event loop.
+   */
+  #holdForward(view: LazyView | undefined): boolean {
+    if (!view || this.#gatherer?.gathered) return false;
+    const held = this.#forward;
+    if (held && (held.region !== view.region || held.offset + held.length !== view.offset))
+      return false;
+    this.#forward = held
+      ? { region: view.region, offset: held.offset, length: held.length + view.length }
+      : view;
+    this.#countBody(view.length);
+    const end = view.offset + view.length === view.region.descriptor.length;
+    if (end || this.#bodyRemaining === 0) this.#sendHeld();
+    else this.#forwardTimer ??= setImmediate(() => this.#sendHeld());
+    return true;
+  }
+
+  #takeHeldForward(): LazyView | undefined {
+    const held = this.#forward;
+    this.#forward = undefined;
+    clearImmediate(this.#forwardTimer);
+    this.#forwardTimer = undefined;
+    return held;
+  }
+
+  /**
+   * The V frame forwarding `view`. Its write completed when it was held back, so its pages must
+   * still be the owner's bytes; if the application wrote into them since, the connection ends
+   * rather than send bytes it did not write.
+   */
+  #forwardFrame(view: LazyView): Buffer[] {
+    if (!this.#runtime.canForward(view)) {
+      throw new OdbError(
+        'ODB_ERR_SOURCE_CHANGED',
+        'a buffer was changed after its write completed',
+      );
+    }
+    return encodeVirtualFrame(this.#runtime.forward(view).bytes);
   }
 
   #countBody(length: number): void {
@@ -487,9 +560,16 @@ export class OdbConnection {
     out.push(...encodeVirtualFrame(descriptor.bytes));
   }
 
-  /** Sends what was gathered now (the wait is over, or the socket ends). */
-  #sendGathered(): void {
+  /** Sends what was held back or gathered now (the wait is over, or the socket ends). */
+  #sendHeld(): void {
     const out: Buffer[] = [];
+    const forward = this.#takeHeldForward();
+    try {
+      if (forward) out.push(...this.#forwardFrame(forward));
+    } catch (err) {
+      this.#socket.destroy(err as Error);
+      return;
+    }
     this.#takeGathered(out);
     if (out.length === 0) return;
     this.#writeGeneric.call(this.#socket, true, asWritev(out), '', (err) => {

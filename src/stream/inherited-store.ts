@@ -3,7 +3,8 @@
  * `ODB_STORE_LISTEN` port is then already taken, by the parent's store: the child's store must
  * listen elsewhere instead of stopping the child (a test runner's forked worker, a cluster
  * worker, a build step). Only a port held by an ancestor of this process counts as inherited: a
- * port taken by an unrelated process stays the start-up error it is.
+ * port taken by an unrelated process, or by an ancestor that was not given the same setting
+ * (say, a test harness holding the port), stays the start-up error it is.
  *
  * Linux: the listening sockets come from /proc/net/tcp{,6}, their holders from /proc/PID/fd.
  * Elsewhere (no /proc) nothing is found and the start-up error stands.
@@ -63,12 +64,26 @@ function holdsAny(pid: number, inodes: ReadonlySet<string>): boolean {
   return false;
 }
 
-/** True when a process this one descends from listens on `port`. */
-export function portHeldByAncestor(port: number): boolean {
+/** True when `pid` was started with any of `entries` (`NAME=value`) in its environment. */
+function startedWith(pid: number, entries: readonly string[]): boolean {
+  try {
+    const environment = readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0');
+    return entries.some((entry) => environment.includes(entry));
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * True when a process this one descends from listens on `port` and was started with any of
+ * `settings` (`NAME=value`, the settings that gave this process the port): the port is the
+ * store of a stream-mode ancestor whose settings this process inherited.
+ */
+export function portHeldByAncestor(port: number, settings: readonly string[]): boolean {
   const inodes = listeningInodes(port);
-  if (inodes.size === 0) return false;
+  if (inodes.size === 0 || settings.length === 0) return false;
   for (let pid = parentOf(process.pid), depth = 0; pid && depth < 64; depth++) {
-    if (holdsAny(pid, inodes)) return true;
+    if (holdsAny(pid, inodes) && startedWith(pid, settings)) return true;
     pid = parentOf(pid);
   }
   return false;

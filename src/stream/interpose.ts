@@ -101,6 +101,12 @@ export function installInterposition(
     const connection = wrap?.[kOdbConnection];
     if (wrap && connection && !connection.yieldToNative()) {
       const stream = new (jsStreamSocketClass())(wrap as unknown as Duplex);
+      // It repeats the socket's errors, which TLS already hears on the socket itself.
+      stream.on('error', () => {});
+      // Natively, TLS alone sees the TCP stream end and ends it in turn (after its close_notify);
+      // the socket's own JavaScript side must not end it first. Set once the TLS socket has read
+      // the setting it inherits, as it would have without ODB.
+      queueMicrotask(() => (wrap.allowHalfOpen = true));
       return Reflect.apply(wrapHandle, this, [stream, stream._handle, pendingWrites]);
     }
     return Reflect.apply(wrapHandle, this, [wrap, handle, pendingWrites]);

@@ -63,7 +63,10 @@ async function startRuntime(config: StreamConfig, log: Logger): Promise<StreamRu
   } catch (err) {
     const { listen, advertise } = config.store;
     const inUse = (err as NodeJS.ErrnoException).code === 'EADDRINUSE';
-    if (inUse && listen.port !== 0 && portHeldByAncestor(listen.port)) {
+    const settings = ['ODB_STORE_LISTEN', 'ODB_CONFIG']
+      .filter((name) => process.env[name] !== undefined)
+      .map((name) => `${name}=${process.env[name]}`);
+    if (inUse && listen.port !== 0 && portHeldByAncestor(listen.port, settings)) {
       log.info(
         `ODB_STORE_LISTEN port ${listen.port} is the parent process's store: this child's store takes a free port`,
       );
