@@ -47,6 +47,21 @@ const maxIdleGcMs = 8000;
 /** The agent worker's young generation (V8 would let it grow to 48 MB). */
 const agentYoungGenerationMb = 6;
 
+/**
+ * The application's Node options for the agent worker, without those that describe the
+ * application's own entry (`node --input-type=module -e '…'`): a worker inherits them, and Node
+ * refuses `--input-type` for a worker started from a file.
+ */
+export function agentExecArgv(execArgv: readonly string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < execArgv.length; i++) {
+    const arg = execArgv[i]!;
+    if (['-e', '--eval', '-p', '--print', '--input-type'].includes(arg)) i++;
+    else if (!arg.startsWith('--input-type=') && !/^--(eval|print)=/.test(arg)) out.push(arg);
+  }
+  return out;
+}
+
 /** A Buffer (or a view into one) whose bytes come from a lazy region. */
 export interface LazyView {
   readonly region: LazyRegion;
@@ -214,6 +229,7 @@ export class StreamRuntime {
     // The agent must not load the interposition itself (NODE_OPTIONS reaches workers too).
     const worker = new Worker(new URL('./agent-worker.js', import.meta.url), {
       workerData: settings,
+      execArgv: agentExecArgv(process.execArgv),
       env: { ...process.env, ODB_AGENT: '1' },
       // The agent's objects live about as long as a request, so many survive a scavenge, and V8
       // answers that by growing the young generation: by 30 MB in a proxy after ~40 000 requests.

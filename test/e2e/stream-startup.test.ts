@@ -19,16 +19,17 @@ after(() => ws.cleanup());
 /** Runs a one-line program under stream mode with `env` (and nothing else of ODB's). */
 async function program(
   env: Record<string, string>,
+  entry: string[] = ['-e', 'console.log("the program ran")'],
 ): Promise<{ code: number; stdout: string; stderr: string }> {
   const clean = Object.fromEntries(
     Object.entries(process.env).filter(([k]) => !k.startsWith('ODB_') && k !== 'NODE_OPTIONS'),
   );
   try {
-    const { stdout, stderr } = await run(
-      process.execPath,
-      ['--import', 'odb/register', '-e', 'console.log("the program ran")'],
-      { cwd: packageRoot, env: { ...clean, ...env }, timeout: 60_000 },
-    );
+    const { stdout, stderr } = await run(process.execPath, ['--import', 'odb/register', ...entry], {
+      cwd: packageRoot,
+      env: { ...clean, ...env },
+      timeout: 60_000,
+    });
     return { code: 0, stdout, stderr };
   } catch (err) {
     const e = err as { code: number; stdout: string; stderr: string };
@@ -142,8 +143,17 @@ test('bad ODB_* settings and key files stop the program with one line naming the
   }
 });
 
-test('a good configuration runs the program', async () => {
-  const r = await program({ ODB_KEY_FILE: ws.keyFile, ODB_LOG_LEVEL: 'error' });
-  assert.equal(r.code, 0, r.stderr);
-  assert.equal(r.stdout, 'the program ran\n');
+test('a good configuration runs the program, whatever its entry (a file, -e, --input-type=module -e)', async () => {
+  const env = { ODB_KEY_FILE: ws.keyFile, ODB_LOG_LEVEL: 'error' };
+  const script = file('program.mjs', 'console.log("the program ran");\n');
+  for (const entry of [
+    undefined,
+    [script],
+    ['--input-type=module', '-e', 'console.log("the program ran")'],
+    ['--input-type', 'module', '--eval', 'console.log("the program ran")'],
+  ]) {
+    const r = await program(env, entry);
+    assert.equal(r.code, 0, `${entry?.join(' ')}: ${r.stderr}`);
+    assert.equal(r.stdout, 'the program ran\n');
+  }
 });
