@@ -54,6 +54,9 @@ export function chunksOf(writev: boolean, data: unknown, encoding: string): Buff
   return (data as { chunk: unknown; encoding: string }[]).map((e) => one(e.chunk, e.encoding));
 }
 
+/** Longest wait of an accepted connection's first application write for the peer's hello. */
+const helloWaitMs = 50;
+
 /** How much a plain socket hands on per read (libuv reads TCP into 64 KiB buffers). */
 const plainReadBytes = 64 * 1024;
 
@@ -67,6 +70,27 @@ function readsOf(bytes: Buffer): Buffer[] {
   for (let at = 0; at < bytes.length; at += plainReadBytes)
     reads.push(bytes.subarray(at, Math.min(bytes.length, at + plainReadBytes)));
   return reads;
+}
+
+/** Contiguous views of one lazy region being forwarded as one: the joined view and its chunks. */
+interface Forward {
+  readonly view: LazyView;
+  readonly chunks: readonly Buffer[];
+}
+
+/** `forward` extended by `view` (of `chunk`) if it continues it, else undefined. */
+function extended(
+  forward: Forward | undefined,
+  view: LazyView,
+  chunk: Buffer,
+): Forward | undefined {
+  const last = forward?.view;
+  if (!last || last.region !== view.region || last.offset + last.length !== view.offset)
+    return undefined;
+  return {
+    view: { region: view.region, offset: last.offset, length: last.length + view.length },
+    chunks: [...forward.chunks, chunk],
+  };
 }
 
 /** `_writeGeneric` arguments that write `buffers` in one writev. */
@@ -102,8 +126,10 @@ export class OdbConnection {
    * A forwarded view held back for the next write: a pipe writes the 64 KiB reads of one received
    * payload one by one (see readsOf), and contiguous ones travel as one derived descriptor.
    */
-  #forward: LazyView | undefined;
+  #forward: Forward | undefined;
   #forwardTimer: NodeJS.Immediate | undefined;
+  /** While sniffing: how long the application's first bytes wait for the peer's (see write). */
+  #sniffTimer: NodeJS.Timeout | undefined;
 
   private constructor(
     socket: Socket,
@@ -136,6 +162,7 @@ export class OdbConnection {
       },
     });
     socket.once('close', () => {
+      clearTimeout(this.#sniffTimer);
       this.#gatherer?.discard();
       this.#forward = undefined;
       clearImmediate(this.#forwardTimer);
@@ -236,10 +263,11 @@ export class OdbConnection {
       } else {
         // Closed before answering our hello: that peer does not speak ODB (any more).
         if (this.#mode === 'awaiting-hello') this.#onRefused?.();
-        else if (this.#mode === 'unsaid' || this.#mode === 'deciding') this.#plain();
-        if (this.#sniffed.length > 0) {
-          this.#mode = 'plain';
-          this.#push(this.#sniffed);
+        if (this.#mode !== 'plain') {
+          const sniffed = this.#sniffed;
+          this.#sniffed = Buffer.alloc(0);
+          this.#plain();
+          if (sniffed.length > 0) this.#push(sniffed);
         }
       }
       return this.#push(null);
@@ -291,6 +319,7 @@ export class OdbConnection {
   }
 
   #release(): void {
+    clearTimeout(this.#sniffTimer);
     const held = this.#held;
     this.#held = [];
     for (const write of held) write();
@@ -351,14 +380,16 @@ export class OdbConnection {
         this.#held.push(() => this.write(writev, data, encoding, cb));
         return;
       case 'sniffing':
-        // The application speaks first: an ODB peer would have said hello already. Plain.
-        if (this.#sniffed.length > 0) {
-          const bytes = this.#sniffed;
-          this.#sniffed = Buffer.alloc(0);
-          this.#push(bytes);
-        }
-        this.#plain();
-        writePlain(this.#runtime, this.#socket, this.#writeGeneric, writev, data, encoding, cb);
+        // The application speaks first (a banner, or a reply racing the peer's first write).
+        // An ODB peer that wrote at once has its hello on the way: if the application's bytes
+        // went out plain now, that peer would read them as the answer to its hello and fail,
+        // and this side would hand its hello to the application. So they wait for the peer's
+        // first bytes, at most helloWaitMs (a plain peer that waits for a banner gets it late
+        // by that much, never changed).
+        this.#held.push(() => this.write(writev, data, encoding, cb));
+        this.#sniffTimer ??= setTimeout(() => {
+          if (this.#mode === 'sniffing' && this.#sniffed.length === 0) this.#plain();
+        }, helloWaitMs);
         return;
       case 'plain':
         writePlain(this.#runtime, this.#socket, this.#writeGeneric, writev, data, encoding, cb);
@@ -380,7 +411,7 @@ export class OdbConnection {
     // large whatever the threshold, and so does a smaller one continuing the one before it (the
     // payload's last slice), or a payload would be fetched for its tail.
     const large = Math.min(threshold, plainReadBytes);
-    let last = this.#forward;
+    let last = this.#forward?.view;
     for (const chunk of chunks) {
       const view = runtime.lazyView(chunk);
       if (!view) continue;
@@ -390,11 +421,7 @@ export class OdbConnection {
       if (runtime.canForward(view)) forwardable.set(chunk, view);
       else if (!runtime.isMaterialized(view)) toFetch.push(view);
     }
-    if (
-      toFetch.length === 0 &&
-      chunks.length === 1 &&
-      this.#holdForward(forwardable.get(chunks[0]!))
-    )
+    if (toFetch.length === 0 && chunks.length === 1 && this.#holdForward(chunks[0]!, forwardable))
       return cb();
     const write = (): void => {
       let frames: Buffer[];
@@ -434,23 +461,16 @@ export class OdbConnection {
     let forward = this.#takeHeldForward();
     const sendForward = (): void => {
       if (!forward) return;
-      out.push(...this.#forwardFrame(forward));
+      this.#forwardFrames(forward, out);
       forward = undefined;
     };
     for (let chunk of chunks) {
       const view = forwardable.get(chunk);
       if (view) {
         this.#takeGathered(out);
-        if (forward?.region === view.region && forward.offset + forward.length === view.offset)
-          forward = {
-            region: view.region,
-            offset: forward.offset,
-            length: forward.length + view.length,
-          };
-        else {
-          sendForward();
-          forward = view;
-        }
+        const joined = extended(forward, view, chunk);
+        if (!joined) sendForward();
+        forward = joined ?? { view, chunks: [chunk] };
         this.#countBody(chunk.length);
         continue;
       }
@@ -476,14 +496,13 @@ export class OdbConnection {
    * held), so that the write completes at once and the next read of the same payload joins it.
    * It goes out at the end of its payload, of its HTTP message, or of this turn of the event loop.
    */
-  #holdForward(view: LazyView | undefined): boolean {
+  #holdForward(chunk: Buffer, forwardable: ReadonlyMap<Buffer, LazyView>): boolean {
+    const view = forwardable.get(chunk);
     if (!view || this.#gatherer?.gathered) return false;
     const held = this.#forward;
-    if (held && (held.region !== view.region || held.offset + held.length !== view.offset))
-      return false;
-    this.#forward = held
-      ? { region: view.region, offset: held.offset, length: held.length + view.length }
-      : view;
+    const joined = held ? extended(held, view, chunk) : { view, chunks: [chunk] };
+    if (!joined) return false;
+    this.#forward = joined;
     this.#countBody(view.length);
     const end = view.offset + view.length === view.region.descriptor.length;
     if (end || this.#bodyRemaining === 0) this.#sendHeld();
@@ -491,7 +510,7 @@ export class OdbConnection {
     return true;
   }
 
-  #takeHeldForward(): LazyView | undefined {
+  #takeHeldForward(): Forward | undefined {
     const held = this.#forward;
     this.#forward = undefined;
     clearImmediate(this.#forwardTimer);
@@ -500,18 +519,28 @@ export class OdbConnection {
   }
 
   /**
-   * The V frame forwarding `view`. Its write completed when it was held back, so its pages must
-   * still be the owner's bytes; if the application wrote into them since, the connection ends
-   * rather than send bytes it did not write.
+   * Frames `forward` into `out`: a derived descriptor, or, when the owner's reference was
+   * given back since (the same payload was fetched whole to be written elsewhere), the fetched
+   * bytes as our own. The write may have completed already (held back), so the pages must still
+   * be the owner's bytes: if the application wrote into them since, the connection ends rather
+   * than send bytes it did not write.
    */
-  #forwardFrame(view: LazyView): Buffer[] {
-    if (!this.#runtime.canForward(view)) {
+  #forwardFrames(forward: Forward, out: Buffer[]): void {
+    const runtime = this.#runtime;
+    if (runtime.canForward(forward.view)) {
+      out.push(...encodeVirtualFrame(runtime.forward(forward.view).bytes));
+      return;
+    }
+    if (!runtime.isUnchanged(forward.view)) {
       throw new OdbError(
         'ODB_ERR_SOURCE_CHANGED',
         'a buffer was changed after its write completed',
       );
     }
-    return encodeVirtualFrame(this.#runtime.forward(view).bytes);
+    const bytes = forward.chunks.length === 1 ? forward.chunks[0]! : Buffer.concat(forward.chunks);
+    const descriptor = runtime.registerOwn(bytes);
+    if (descriptor) this.#virtual(descriptor, bytes.length, out);
+    else this.#real(bytes, out);
   }
 
   #countBody(length: number): void {
@@ -565,7 +594,7 @@ export class OdbConnection {
     const out: Buffer[] = [];
     const forward = this.#takeHeldForward();
     try {
-      if (forward) out.push(...this.#forwardFrame(forward));
+      if (forward) this.#forwardFrames(forward, out);
     } catch (err) {
       this.#socket.destroy(err as Error);
       return;

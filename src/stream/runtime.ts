@@ -422,6 +422,12 @@ export class StreamRuntime {
     return !!states && states.dirty === 0 && states.poisoned === 0;
   }
 
+  /** True when no page of the view was written since it was filled, and none failed. */
+  isUnchanged(view: LazyView): boolean {
+    const states = this.lazy?.pageStates(view.region.id, view.offset, view.length);
+    return !states || (states.dirty === 0 && states.poisoned === 0);
+  }
+
   /** The descriptor of a view that {@link canForward}, taking a reference for the next holder. */
   forward(view: LazyView): Descriptor {
     const derived = deriveDescriptor(

@@ -80,6 +80,7 @@ const scenarios: { file: string; odbPorts: ('PORT_A' | 'PORT_B')[]; engaged: boo
   { file: 'timeouts.mjs', odbPorts: ['PORT_A', 'PORT_B'], engaged: true },
   { file: 'read-shape.mjs', odbPorts: ['PORT_A', 'PORT_B'], engaged: true },
   { file: 'children.mjs', odbPorts: ['PORT_A'], engaged: false },
+  { file: 'tee.mjs', odbPorts: ['PORT_A', 'PORT_B'], engaged: true },
 ];
 
 for (const scenario of scenarios) {
