@@ -3,13 +3,13 @@
  * that every Node process of the suite (the runner, its per-file children, servers a test
  * spawns) has the layer, as `node --import odb/register` would give one program.
  *
- * Explicit port lists (ODB_LISTEN=8080 …) are not a configuration here: every suite listens on
- * port 0, so its ports are not known before it runs.
+ * Explicit port lists (configuration c) need the ports before the run: only a suite that
+ * listens on fixed ports has them (SuiteSpec.fixedPorts); a suite that listens on port 0 skips c.
  */
 import { writeNewKeyFile } from '../../src/cli/keygen.js';
 import { runSandboxed } from './sandbox.js';
 
-export const configurationNames = ['plain', 'a', 'b'] as const;
+export const configurationNames = ['plain', 'a', 'b', 'c'] as const;
 export type ConfigurationName = (typeof configurationNames)[number];
 
 /** One way of running a suite. */
@@ -18,6 +18,8 @@ export interface Configuration {
   readonly description: string;
   /** The stream-mode variables; undefined: plain. */
   readonly odb?: Readonly<Record<string, string>>;
+  /** ODB_LISTEN and ODB_CONNECT are the suite's fixed ports. */
+  readonly portLists?: boolean;
 }
 
 export const configurations: Readonly<Record<ConfigurationName, Configuration>> = {
@@ -32,7 +34,18 @@ export const configurations: Readonly<Record<ConfigurationName, Configuration>> 
     description: 'ODB_LISTEN=* ODB_CONNECT=* ODB_THRESHOLD=1KiB',
     odb: { ODB_LISTEN: '*', ODB_CONNECT: '*', ODB_THRESHOLD: '1KiB' },
   },
+  c: {
+    name: 'c',
+    description: "ODB_LISTEN and ODB_CONNECT the suite's fixed ports, ODB_THRESHOLD=1KiB",
+    odb: { ODB_THRESHOLD: '1KiB' },
+    portLists: true,
+  },
 };
+
+/** Whether `configuration` can run `suite` (c needs fixed ports). */
+export function applies(configuration: Configuration, suite: { fixedPorts?: readonly number[] }) {
+  return !configuration.portLists || (suite.fixedPorts?.length ?? 0) > 0;
+}
 
 /** What the layer needs from the run: the register module and a cluster key. */
 export interface LayerFiles {
@@ -56,7 +69,11 @@ function quoted(path: string): string {
  */
 export function environmentFor(
   configuration: Configuration,
-  suite: { env?: Readonly<Record<string, string>>; nodeOptions?: readonly string[] },
+  suite: {
+    env?: Readonly<Record<string, string>>;
+    nodeOptions?: readonly string[];
+    fixedPorts?: readonly number[];
+  },
   layer: LayerFiles,
 ): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = {};
@@ -67,6 +84,11 @@ export function environmentFor(
   const nodeOptions = [...(suite.nodeOptions ?? [])];
   if (configuration.odb) {
     Object.assign(env, configuration.odb, { ODB_KEY_FILE: layer.keyFile });
+    if (configuration.portLists) {
+      const ports = suite.fixedPorts ?? [];
+      env.ODB_LISTEN = ports.join(',');
+      env.ODB_CONNECT = ports.map((port) => `:${port}`).join(',');
+    }
     nodeOptions.push(`--import=${quoted(layer.register)}`);
   }
   if (nodeOptions.length > 0) env.NODE_OPTIONS = nodeOptions.join(' ');

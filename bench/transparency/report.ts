@@ -8,7 +8,7 @@ import type { SuiteRun } from './run-suite.js';
 import type { SuiteSpec } from './suites.js';
 import type { TestOutcome } from './tap.js';
 
-/** A test that passed plainly and failed under the layer. */
+/** A test that passed plainly (or was not reported on its own) and failed under the layer. */
 export interface Regression {
   readonly id: string;
   readonly detail: readonly string[];
@@ -18,6 +18,7 @@ export interface Regression {
 export interface RunSummary {
   readonly suite: string;
   readonly configuration: string;
+  readonly layer?: string;
   readonly status: SuiteRun['status'];
   readonly seconds: number;
   readonly passed: number;
@@ -58,6 +59,7 @@ export function summarise(run: SuiteRun, plain: SuiteRun | undefined): RunSummar
   const summary: RunSummary = {
     suite: run.suite,
     configuration: run.configuration,
+    layer: run.layer,
     status: run.status,
     seconds: Math.round(run.seconds),
     passed: count(run.outcomes, 'pass'),
@@ -70,14 +72,17 @@ export function summarise(run: SuiteRun, plain: SuiteRun | undefined): RunSummar
   };
   if (!plain || run === plain) return summary;
   const byId = new Map(run.outcomes.map((o) => [o.id, o]));
-  const passedPlainly = plain.outcomes.filter((o) => o.status === 'pass');
+  const plainly = new Map(plain.outcomes.map((o) => [o.id, o.status]));
   return {
     ...summary,
-    failsUnderLayer: passedPlainly
-      .map((o) => byId.get(o.id))
-      .filter((o): o is TestOutcome => o?.status === 'fail')
+    // Absent plainly counts as passed: node --test reports a file (or a group) on its own only
+    // when it fails, e.g. when a test left a handle open and the file timed out.
+    failsUnderLayer: run.outcomes
+      .filter((o) => o.status === 'fail' && (plainly.get(o.id) ?? 'pass') === 'pass')
       .map((o) => ({ id: o.id, detail: o.detail.slice(0, 40) })),
-    missingUnderLayer: passedPlainly.filter((o) => !byId.has(o.id)).map((o) => o.id),
+    missingUnderLayer: plain.outcomes
+      .filter((o) => o.status === 'pass' && !byId.has(o.id))
+      .map((o) => o.id),
   };
 }
 
@@ -103,7 +108,7 @@ export function renderMarkdown(report: TransparencyReport, excerptLines = 6): st
   }
   out.push('');
   out.push(
-    '| suite | config | run | passed | failed | skipped | pass plainly, fail under layer | pass plainly, missing under layer |',
+    '| suite | config | run | passed | failed | skipped | fail under layer, not plainly | pass plainly, not reported under layer |',
     '| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |',
   );
   for (const run of report.runs) {

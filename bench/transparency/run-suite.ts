@@ -19,6 +19,8 @@ export type RunStatus = 'passed' | 'failed' | 'timeout';
 export interface SuiteRun {
   readonly suite: string;
   readonly configuration: string;
+  /** The register module the layer came from (none for plain). */
+  readonly layer?: string;
   readonly status: RunStatus;
   readonly seconds: number;
   /**
@@ -99,6 +101,7 @@ export async function runSuite(
   return {
     suite: spec.name,
     configuration: configuration.name,
+    layer: configuration.odb ? settings.layer.register : undefined,
     status: timedOut ? 'timeout' : failed ? 'failed' : 'passed',
     seconds: (Date.now() - started) / 1000,
     exits,

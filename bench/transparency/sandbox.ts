@@ -32,6 +32,21 @@ export interface SandboxRun {
 // `unshare --net` execs sh, which brings up lo and execs the command: one process, one group.
 const loopbackOnly = ['unshare', '--net', '--', 'sh', '-c', 'ip link set lo up && exec "$@"', 'sh'];
 
+// Groups still running: a runner stopped by ^C or SIGTERM takes them with it.
+const running = new Set<number>();
+let signalsWatched = false;
+
+function watchSignals(): void {
+  if (signalsWatched) return;
+  signalsWatched = true;
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(signal, () => {
+      for (const pid of running) killGroup(pid, 'SIGKILL');
+      process.exit(130);
+    });
+  }
+}
+
 function killGroup(pid: number, signal: NodeJS.Signals): void {
   try {
     process.kill(-pid, signal);
@@ -54,6 +69,8 @@ export function runSandboxed(job: SandboxRun): Promise<Ending> {
   });
   closeSync(out);
   closeSync(err);
+  watchSignals();
+  if (child.pid !== undefined) running.add(child.pid);
   return new Promise((resolve, reject) => {
     let timedOut = false;
     const timer = setTimeout(() => {
@@ -63,11 +80,13 @@ export function runSandboxed(job: SandboxRun): Promise<Ending> {
     }, job.timeoutMs);
     child.once('error', (e) => {
       clearTimeout(timer);
+      running.delete(child.pid!);
       reject(e);
     });
     child.once('exit', (code) => {
       clearTimeout(timer);
       killGroup(child.pid!, 'SIGKILL');
+      running.delete(child.pid!);
       const seconds = Number(process.hrtime.bigint() - started) / 1e9;
       resolve({ code, timedOut, seconds });
     });

@@ -36,6 +36,8 @@ export interface SuiteSpec {
   /** Node flags the suite needs on this Node version (go into NODE_OPTIONS). */
   readonly nodeOptions?: readonly string[];
   readonly fixtures?: readonly Fixture[];
+  /** The ports its tests listen on, if fixed (for configuration c, explicit port lists). */
+  readonly fixedPorts?: readonly number[];
   /** Why files or steps of the suite's own test script are left out. */
   readonly notes?: readonly string[];
 }
@@ -70,29 +72,7 @@ function selfSigned(keyPath: string, certPath: string, name: string): Fixture[] 
 const nodeTest = ['node', '--test', '--test-reporter=tap', '--test-timeout=30000'];
 
 export const suites: readonly SuiteSpec[] = [
-  {
-    name: 'reply-from',
-    pkg: '@fastify/reply-from',
-    version: '12.6.5',
-    exercises: 'proxying over http, https, http2 and undici; timeouts, retries, aborted streams',
-    files: ['test/*.test.js'],
-    runner: nodeTest,
-    perFile: true,
-    notes: ['`test:unit` without c8; `test:typescript` (tstyche) left out'],
-  },
-  {
-    name: 'needle',
-    pkg: 'needle',
-    version: '3.5.0',
-    exercises: 'an HTTP client: TLS, proxies, timeouts, redirects, request and response streams',
-    files: ['test/*_spec.js'],
-    runner: ['node_modules/.bin/mocha', '--reporter', 'tap'],
-    fixtures: selfSigned('test/keys/ssl.key', 'test/keys/ssl.cert', 'localhost'),
-    notes: [
-      'only the *_spec.js files: `mocha test` also loads helpers and manual scripts',
-      'tests that fetch public hosts fail in both runs (no network), so they never count',
-    ],
-  },
+  // Quick suites first, so that a first look at the results comes early.
   {
     name: 'hpagent',
     pkg: 'hpagent',
@@ -130,6 +110,41 @@ export const suites: readonly SuiteSpec[] = [
     ],
   },
   {
+    name: 'needle',
+    pkg: 'needle',
+    version: '3.5.0',
+    exercises: 'an HTTP client: TLS, proxies, timeouts, redirects, request and response streams',
+    files: ['test/*_spec.js'],
+    runner: ['node_modules/.bin/mocha', '--reporter', 'tap'],
+    fixtures: selfSigned('test/keys/ssl.key', 'test/keys/ssl.cert', 'localhost'),
+    // Its servers listen on these (read from the spec files); safe here, each run has its own lo.
+    fixedPorts: [2233, 3333, 3456, 4321, 7707, 11111, 11112, 11123, 22222, 54321],
+    notes: [
+      'only the *_spec.js files: `mocha test` also loads helpers and manual scripts',
+      'tests that fetch public hosts fail in both runs (no network), so they never count',
+    ],
+  },
+  {
+    name: 'mitm-proxy',
+    pkg: 'http-mitm-proxy',
+    version: '1.1.0',
+    exercises: 'a TLS-intercepting proxy: CONNECT, generated certificates, websockets, chunking',
+    files: ['test/01_proxy.ts'],
+    runner: ['node_modules/.bin/ts-mocha', '--reporter', 'tap', '--exit'],
+    env: { TS_NODE_TRANSPILE_ONLY: 'true' },
+    notes: ['its `test` script, without cross-env'],
+  },
+  {
+    name: 'static',
+    pkg: '@fastify/static',
+    version: '10.1.11',
+    exercises: 'serving files as streams: ranges, compression, directory listings',
+    files: ['test/*.test.js'],
+    runner: nodeTest,
+    perFile: true,
+    notes: ['`test:unit` (borp) without coverage, through node --test; tstyche left out'],
+  },
+  {
     name: 'fastify',
     pkg: 'fastify',
     version: '5.12.8',
@@ -161,24 +176,14 @@ export const suites: readonly SuiteSpec[] = [
     ],
   },
   {
-    name: 'static',
-    pkg: '@fastify/static',
-    version: '10.1.11',
-    exercises: 'serving files as streams: ranges, compression, directory listings',
+    name: 'reply-from',
+    pkg: '@fastify/reply-from',
+    version: '12.6.5',
+    exercises: 'proxying over http, https, http2 and undici; timeouts, retries, aborted streams',
     files: ['test/*.test.js'],
     runner: nodeTest,
     perFile: true,
-    notes: ['`test:unit` (borp) without coverage, through node --test; tstyche left out'],
-  },
-  {
-    name: 'mitm-proxy',
-    pkg: 'http-mitm-proxy',
-    version: '1.1.0',
-    exercises: 'a TLS-intercepting proxy: CONNECT, generated certificates, websockets, chunking',
-    files: ['test/01_proxy.ts'],
-    runner: ['node_modules/.bin/ts-mocha', '--reporter', 'tap', '--exit'],
-    env: { TS_NODE_TRANSPILE_ONLY: 'true' },
-    notes: ['its `test` script, without cross-env'],
+    notes: ['`test:unit` without c8; `test:typescript` (tstyche) left out'],
   },
 ];
 

@@ -1,8 +1,8 @@
 /**
  * Reads the TAP a suite's runner printed into one outcome per test. The three runners differ:
  * node --test nests subtests (4 spaces a level, announced by `# Subtest: name`, the parent's
- * result after its children's) and names each test's file in its YAML `location`; ava and
- * mocha print flat lines (`ok 3 - file › title`, `ok 3 suite title`). A parent is not counted
+ * result after its children's) and names a test's file only when it fails (YAML `location`), so
+ * ids never use it: the file comes from the caller (one run per file); ava and mocha print flat lines (`ok 3 - file › title`, `ok 3 suite title`). A parent is not counted
  * as a test (its children are), unless it failed with no failing child: then it is the failure
  * (a hook, an uncaught exception, a file that crashed or never finished).
  */
@@ -22,7 +22,6 @@ const resultLine = /^(\s*)(not ok|ok)\b(?:\s+\d+)?(?:\s+-)?\s*(.*)$/;
 const subtestLine = /^(\s*)# Subtest: (.*)$/;
 // A directive starts at an unescaped `#` (node --test escapes a `#` in a name as `\#`).
 const directive = /(?<!\\)#\s*(SKIP|TODO)\b.*$/i;
-const location = /^\s*location:\s*'(.*?)(?::\d+){0,2}'\s*$/;
 
 interface Pending {
   readonly level: number;
@@ -93,22 +92,15 @@ export function parseTap(text: string, root: string): TestOutcome[] {
   return name(pending, cut);
 }
 
-function fileOf(detail: readonly string[]): string | undefined {
-  for (const line of detail) {
-    const m = location.exec(line);
-    if (m) return m[1];
-  }
-  return undefined;
-}
-
-/** What a reader needs of a failure: the YAML without timing and location noise. */
+/** What a reader needs of a failure: the YAML without its timing. */
 function excerpt(detail: readonly string[]): string[] {
-  if (detail.length === 0) return [];
-  const indent = Math.min(...detail.map((l) => /^\s*/.exec(l)![0].length));
-  return detail
+  const lines = detail.filter((l) => !/^\s*(---|\.\.\.)\s*$/.test(l));
+  if (lines.length === 0) return [];
+  const indent = Math.min(...lines.map((l) => /^\s*/.exec(l)![0].length));
+  return lines
     .map((l) => l.slice(indent).trimEnd())
-    .filter((l) => l !== '' && l !== '---' && l !== '...')
-    .filter((l) => !/^(duration_ms|type|location):/.test(l));
+    .filter((l) => l !== '')
+    .filter((l) => !/^(duration_ms|type):/.test(l));
 }
 
 function name(pending: readonly Pending[], cut: (s: string) => string): TestOutcome[] {
@@ -117,18 +109,14 @@ function name(pending: readonly Pending[], cut: (s: string) => string): TestOutc
   for (const test of pending) {
     const counted = !test.hadChildren || (test.failed && !test.childFailed);
     if (!counted) continue;
-    const file = fileOf(test.detail);
-    const path = [...test.parents, test.name];
-    const base = [file && !test.name.startsWith(cut(file)) ? cut(file) : undefined, ...path]
-      .filter((p) => p !== undefined && p !== '')
-      .join(' > ');
+    const base = [...test.parents, test.name].filter((p) => p !== '').join(' > ');
     const n = (seen.get(base) ?? 0) + 1;
     seen.set(base, n);
     const status: Status = test.skipped ? 'skip' : test.failed ? 'fail' : 'pass';
     out.push({
       id: n === 1 ? base : `${base} #${n}`,
       status,
-      detail: status === 'fail' ? excerpt(test.detail) : [],
+      detail: status === 'fail' ? excerpt(test.detail).map(cut) : [],
     });
   }
   return out;
