@@ -92,7 +92,9 @@ export async function runSuite(
     const tap = readFileSync(`${base}.tap`, 'utf8');
     const prefix = spec.perFile ? `${label} > ` : '';
     for (const outcome of parseTap(tap, prepared.dir)) {
-      outcomes.push({ ...outcome, id: prefix + outcome.id });
+      // node --test names a file that failed on its own (a hang, a crash) by its path.
+      const id = outcome.id === label ? `${label} (the file itself)` : prefix + outcome.id;
+      outcomes.push({ ...outcome, id });
     }
     countOdbMessages(readFileSync(`${base}.err`, 'utf8'), odbMessages);
   }
