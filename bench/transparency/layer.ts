@@ -47,10 +47,12 @@ export function applies(configuration: Configuration, suite: { fixedPorts?: read
   return !configuration.portLists || (suite.fixedPorts?.length ?? 0) > 0;
 }
 
-/** What the layer needs from the run: the register module and a cluster key. */
+/** What the layer needs from the run: the register module, a cluster key, the reporter. */
 export interface LayerFiles {
   readonly register: string;
   readonly keyFile: string;
+  /** engagement-reporter.js: each process's counters at exit. */
+  readonly reporter: string;
 }
 
 /** Writes a fresh cluster key (0600, as `odb keygen --out` does). */
@@ -89,7 +91,7 @@ export function environmentFor(
       env.ODB_LISTEN = ports.join(',');
       env.ODB_CONNECT = ports.map((port) => `:${port}`).join(',');
     }
-    nodeOptions.push(`--import=${quoted(layer.register)}`);
+    nodeOptions.push(`--import=${quoted(layer.register)}`, `--import=${quoted(layer.reporter)}`);
   }
   if (nodeOptions.length > 0) env.NODE_OPTIONS = nodeOptions.join(' ');
   return env;

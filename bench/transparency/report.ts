@@ -30,6 +30,7 @@ export interface RunSummary {
   readonly failsUnderLayer?: readonly Regression[];
   readonly missingUnderLayer?: readonly string[];
   readonly odbMessages: SuiteRun['odbMessages'];
+  readonly engagement?: SuiteRun['engagement'];
   readonly logs: string;
 }
 
@@ -68,6 +69,7 @@ export function summarise(run: SuiteRun, plain: SuiteRun | undefined): RunSummar
     exits: run.exits,
     notRun: run.notRun,
     odbMessages: run.odbMessages,
+    engagement: run.engagement,
     logs: run.logs,
   };
   if (!plain || run === plain) return summary;
@@ -92,6 +94,14 @@ function runCell(run: RunSummary): string {
   return `${run.status}, ${run.seconds} s${killed ? `, ${killed} file(s) killed at the limit` : ''}`;
 }
 
+/** Shows that the layer took part: a pass under a layer that sent nothing would say little. */
+function engaged(run: RunSummary): string {
+  if (!run.engagement) return '—';
+  const { processes, counters } = run.engagement;
+  const count = (key: string) => (counters[key] === undefined ? '?' : String(counters[key]));
+  return `${processes}, ${count('sentReal')}, ${count('sentVirtual')} / ${count('receivedVirtual')}`;
+}
+
 const cell = (text: string) => text.replace(/\|/g, '\\|').replace(/`/g, "'");
 
 /** The markdown report (printed on stdout). */
@@ -108,13 +118,13 @@ export function renderMarkdown(report: TransparencyReport, excerptLines = 6): st
   }
   out.push('');
   out.push(
-    '| suite | config | run | passed | failed | skipped | fail under layer, not plainly | pass plainly, not reported under layer |',
-    '| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |',
+    '| suite | config | run | passed | failed | skipped | fail under layer, not plainly | pass plainly, not reported under layer | layer: processes, real frames, descriptors sent / received |',
+    '| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |',
   );
   for (const run of report.runs) {
     const versus = (list: readonly unknown[] | undefined) => (list ? String(list.length) : '—');
     out.push(
-      `| ${run.suite} | ${run.configuration} | ${runCell(run)} | ${run.passed} | ${run.failed} | ${run.skipped} | ${versus(run.failsUnderLayer)} | ${versus(run.missingUnderLayer)} |`,
+      `| ${run.suite} | ${run.configuration} | ${runCell(run)} | ${run.passed} | ${run.failed} | ${run.skipped} | ${versus(run.failsUnderLayer)} | ${versus(run.missingUnderLayer)} | ${engaged(run)} |`,
     );
   }
   for (const run of report.runs) {

@@ -4,7 +4,7 @@
  * whole suite. Raw TAP and stderr stay on disk next to the parsed results, for reading a failure
  * in full.
  */
-import { mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { environmentFor, type Configuration, type LayerFiles } from './layer.js';
 import { countOdbMessages, type OdbMessages } from './odb-log.js';
@@ -32,8 +32,29 @@ export interface SuiteRun {
   readonly notRun: readonly string[];
   readonly outcomes: readonly TestOutcome[];
   readonly odbMessages: OdbMessages;
+  /** Under the layer: how many processes had it, and their counters summed (runtime.stats). */
+  readonly engagement?: Engagement;
   /** Where the raw TAP and stderr are. */
   readonly logs: string;
+}
+
+/** The layer's counters of a run's processes, summed. */
+export interface Engagement {
+  readonly processes: number;
+  readonly counters: Readonly<Record<string, number>>;
+}
+
+/** Sums the files engagement-reporter.ts wrote, one per process. */
+function readEngagement(dir: string): Engagement {
+  const counters: Record<string, number> = {};
+  const files = readdirSync(dir).filter((f) => f.endsWith('.json'));
+  for (const file of files) {
+    const stats = JSON.parse(readFileSync(join(dir, file), 'utf8')) as Record<string, unknown>;
+    for (const [key, value] of Object.entries(stats)) {
+      if (typeof value === 'number') counters[key] = (counters[key] ?? 0) + value;
+    }
+  }
+  return { processes: files.length, counters };
 }
 
 export interface RunSettings {
@@ -57,6 +78,11 @@ export async function runSuite(
   rmSync(logs, { recursive: true, force: true });
   mkdirSync(logs, { recursive: true });
   const env = environmentFor(configuration, spec, settings.layer);
+  const statsDir = join(logs, 'stats');
+  if (configuration.odb) {
+    mkdirSync(statsDir);
+    env.TRANSPARENCY_STATS_DIR = statsDir;
+  }
   const batches = spec.perFile ? prepared.files.map((f) => [f]) : [prepared.files];
   const deadline = Date.now() + settings.timeoutMs;
   const outcomes: TestOutcome[] = [];
@@ -110,6 +136,7 @@ export async function runSuite(
     notRun,
     outcomes,
     odbMessages,
+    engagement: configuration.odb ? readEngagement(statsDir) : undefined,
     logs,
   };
 }

@@ -121,7 +121,7 @@ async function main(): Promise<void> {
   mkdirSync(cache, { recursive: true });
   const keyFile = join(cache, 'cluster.key');
   newClusterKey(keyFile);
-  const layer = { register, keyFile };
+  const layer = { register, keyFile, reporter: join(here, 'engagement-reporter.js') };
   const isolate = o.network === 'loopback';
   const runsDir = join(cache, 'runs');
 
