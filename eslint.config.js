@@ -4,7 +4,9 @@ import tseslint from 'typescript-eslint';
 import nodePlugin from 'eslint-plugin-n';
 
 export default tseslint.config(
-  { ignores: ['dist/', 'build/', 'node_modules/', 'docs/results/', 'bench/out/'] },
+  {
+    ignores: ['dist/', 'build/', 'node_modules/', 'docs/results/', 'bench/out/', '.transparency/'],
+  },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {
