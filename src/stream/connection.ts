@@ -25,7 +25,7 @@ import type { Socket } from 'node:net';
 import { OdbError, isOdbError } from '../errors.js';
 import { decodeDescriptor, verifyDescriptor, type Descriptor } from '../protocol/descriptor.js';
 import { FrameDecoder, encodeVirtualFrame, frameReal } from '../protocol/frame.js';
-import { helloFrame, readHello } from './hello.js';
+import { helloFrame, isProbeHello, readHello } from './hello.js';
 import { httpBodyLength, httpHeadLength } from './http-head.js';
 import { PayloadGatherer } from './payload-gatherer.js';
 import type { LazyView, StreamRuntime } from './runtime.js';
@@ -130,6 +130,16 @@ export class OdbConnection {
   #forwardTimer: NodeJS.Immediate | undefined;
   /** While sniffing: how long the application's first bytes wait for the peer's (see write). */
   #sniffTimer: NodeJS.Timeout | undefined;
+  /** When an accepted connection was accepted. */
+  readonly #acceptedAt = Date.now();
+  /**
+   * An accepted connection not yet handed to the application (see {@link OdbConnection.accept}):
+   * what hands it over, the timer that does it at the latest, and the error listener that stands
+   * in for the application's until then.
+   */
+  #introduce: (() => void) | undefined;
+  #introduceTimer: NodeJS.Timeout | undefined;
+  readonly #quietErrors = (): void => {};
 
   private constructor(
     socket: Socket,
@@ -163,15 +173,43 @@ export class OdbConnection {
     });
     socket.once('close', () => {
       clearTimeout(this.#sniffTimer);
+      clearTimeout(this.#introduceTimer);
       this.#gatherer?.discard();
       this.#forward = undefined;
       clearImmediate(this.#forwardTimer);
     });
   }
 
-  /** An accepted socket on an ODB port: wait for the peer's first bytes. */
-  static accept(socket: Socket, runtime: StreamRuntime, writeGeneric: WriteGeneric): OdbConnection {
-    return new OdbConnection(socket, runtime, 'sniffing', writeGeneric);
+  /**
+   * An accepted socket on an ODB port: wait for the peer's first bytes. `introduce` hands the
+   * connection to the application (emits its 'connection'): once the first bytes are known not to
+   * be a probe's hello, or after helloWaitMs without any (a peer that waits for a banner), but
+   * never for a probe, which the application would otherwise see as a connection that carries
+   * nothing (a server counting its connections would count it).
+   */
+  static accept(
+    socket: Socket,
+    runtime: StreamRuntime,
+    writeGeneric: WriteGeneric,
+    introduce: () => void,
+  ): OdbConnection {
+    const connection = new OdbConnection(socket, runtime, 'sniffing', writeGeneric);
+    connection.#introduce = introduce;
+    connection.#introduceTimer = setTimeout(() => connection.#introduceNow(), helloWaitMs);
+    // Until the application has the socket, its errors (a reset) must not be uncaught; a socket
+    // that fails before it is introduced is never introduced.
+    socket.on('error', connection.#quietErrors);
+    return connection;
+  }
+
+  /** Hands an accepted connection to the application, once. */
+  #introduceNow(): void {
+    const introduce = this.#introduce;
+    if (!introduce) return;
+    this.#introduce = undefined;
+    clearTimeout(this.#introduceTimer);
+    this.#socket.off('error', this.#quietErrors);
+    if (!this.#socket.destroyed) introduce();
   }
 
   /**
@@ -263,6 +301,7 @@ export class OdbConnection {
       } else {
         // Closed before answering our hello: that peer does not speak ODB (any more).
         if (this.#mode === 'awaiting-hello') this.#onRefused?.();
+        this.#introduceNow();
         if (this.#mode !== 'plain') {
           const sniffed = this.#sniffed;
           this.#sniffed = Buffer.alloc(0);
@@ -304,10 +343,23 @@ export class OdbConnection {
           ),
         );
       }
+      this.#introduceNow();
       this.#plain();
       return this.#push(bytes);
     }
-    if (this.#mode === 'sniffing') this.#raw(helloFrame());
+    if (this.#mode === 'sniffing' && isProbeHello(bytes)) {
+      // A probe: answered, and ended; the application never sees it.
+      clearTimeout(this.#introduceTimer);
+      this.#introduce = undefined;
+      this.#mode = 'plain';
+      this.#raw(helloFrame());
+      this.#socket.end();
+      return true;
+    }
+    if (this.#mode === 'sniffing') {
+      this.#introduceNow();
+      this.#raw(helloFrame());
+    }
     this.#mode = 'odb';
     this.#release();
     return hello < bytes.length ? this.#decode(bytes.subarray(hello)) : true;
@@ -385,11 +437,14 @@ export class OdbConnection {
         // went out plain now, that peer would read them as the answer to its hello and fail,
         // and this side would hand its hello to the application. So they wait for the peer's
         // first bytes, at most helloWaitMs (a plain peer that waits for a banner gets it late
-        // by that much, never changed).
+        // by that much from its connection, never changed).
         this.#held.push(() => this.write(writev, data, encoding, cb));
-        this.#sniffTimer ??= setTimeout(() => {
-          if (this.#mode === 'sniffing' && this.#sniffed.length === 0) this.#plain();
-        }, helloWaitMs);
+        this.#sniffTimer ??= setTimeout(
+          () => {
+            if (this.#mode === 'sniffing' && this.#sniffed.length === 0) this.#plain();
+          },
+          Math.max(0, helloWaitMs - (Date.now() - this.#acceptedAt)),
+        );
         return;
       case 'plain':
         writePlain(this.#runtime, this.#socket, this.#writeGeneric, writev, data, encoding, cb);

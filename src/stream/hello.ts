@@ -1,7 +1,9 @@
 /**
  * The hello that opens an ODB connection (docs/protocol.md §3): an H frame whose 4-byte body is
- * the lowest and highest protocol version the sender speaks and two reserved bytes (0).
- * The connecting side sends it first; an ODB acceptor answers with its own.
+ * the lowest and highest protocol version the sender speaks, a flags byte and a reserved byte (0).
+ * The connecting side sends it first; an ODB acceptor answers with its own. Flag 1 marks a probe
+ * (`ODB_CONNECT=*` asking whether a port speaks ODB): the acceptor answers it and never hands
+ * the connection to its application.
  */
 import { crc8 } from '../protocol/crc8.js';
 import {
@@ -14,12 +16,19 @@ import {
 } from '../protocol/frame.js';
 
 const helloBody = Buffer.from([1, 1, 0, 0]);
+const probeHelloBody = Buffer.from([1, 1, 1, 0]);
 /** Length of a complete hello frame. */
 export const helloBytes = frameHeaderBytes + helloBody.length;
 
-/** A hello frame, ready to write. */
-export function helloFrame(): Buffer {
-  return Buffer.concat([encodeFrameHeader(FrameType.hello, helloBody.length), helloBody]);
+/** A hello frame, ready to write; `probe`: the hello of a probe connection. */
+export function helloFrame(probe = false): Buffer {
+  const body = probe ? probeHelloBody : helloBody;
+  return Buffer.concat([encodeFrameHeader(FrameType.hello, body.length), body]);
+}
+
+/** True for a complete hello (see {@link readHello}) that marks a probe. */
+export function isProbeHello(bytes: Buffer): boolean {
+  return bytes.length > frameHeaderBytes + 2 && (bytes[frameHeaderBytes + 2]! & 1) === 1;
 }
 
 /**

@@ -136,7 +136,11 @@ export function installInterposition(
         // Node's HTTP server reads a fresh TCP handle directly in C++; this one must go through
         // the frame decoder, so it is marked as already consumed (Node then uses 'data' events).
         socket._handle._consumed = true;
-        OdbConnection.accept(socket, runtime, writeGeneric);
+        // The application gets the connection once its first bytes show it is not a probe.
+        OdbConnection.accept(socket, runtime, writeGeneric, () =>
+          Reflect.apply(emit, this, [event, ...args]),
+        );
+        return this.listenerCount('connection') > 0;
       }
     }
     return Reflect.apply(emit, this, [event, ...args]) as boolean;

@@ -214,7 +214,7 @@ export class PeerPolicy {
       socket.setTimeout(probeTimeoutMs, () => done(false));
       socket.on('error', () => done(false));
       socket.on('close', () => done(false));
-      socket.on('connect', () => socket.write(helloFrame()));
+      socket.on('connect', () => socket.write(helloFrame(true)));
       socket.on('data', (data: Buffer) => {
         received = Buffer.concat([received, data]);
         const hello = readHello(received);

@@ -81,6 +81,7 @@ const scenarios: { file: string; odbPorts: ('PORT_A' | 'PORT_B')[]; engaged: boo
   { file: 'read-shape.mjs', odbPorts: ['PORT_A', 'PORT_B'], engaged: true },
   { file: 'children.mjs', odbPorts: ['PORT_A'], engaged: false },
   { file: 'tee.mjs', odbPorts: ['PORT_A', 'PORT_B'], engaged: true },
+  { file: 'connections.mjs', odbPorts: ['PORT_A'], engaged: true },
 ];
 
 for (const scenario of scenarios) {
