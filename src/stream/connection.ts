@@ -57,6 +57,9 @@ export function chunksOf(writev: boolean, data: unknown, encoding: string): Buff
 /** Longest wait of an accepted connection's first application write for the peer's hello. */
 const helloWaitMs = 50;
 
+/** How long an answered probe may stay open before it is cut. */
+const probeLingerMs = 1000;
+
 /** How much a plain socket hands on per read (libuv reads TCP into 64 KiB buffers). */
 const plainReadBytes = 64 * 1024;
 
@@ -354,6 +357,9 @@ export class OdbConnection {
       this.#mode = 'plain';
       this.#raw(helloFrame());
       this.#socket.end();
+      // The application never sees this socket, so none of its timeouts applies: a peer that
+      // keeps it open after the answer is cut.
+      setTimeout(() => this.#socket.destroy(), probeLingerMs).unref();
       return true;
     }
     if (this.#mode === 'sniffing') {
