@@ -25,7 +25,7 @@ import type { Socket } from 'node:net';
 import { OdbError, isOdbError } from '../errors.js';
 import { decodeDescriptor, verifyDescriptor, type Descriptor } from '../protocol/descriptor.js';
 import { FrameDecoder, encodeVirtualFrame, frameReal } from '../protocol/frame.js';
-import { helloFrame, isProbeHello, readHello } from './hello.js';
+import { flagsOf, helloFlags, helloFrame, readHello } from './hello.js';
 import { httpBodyLength, httpHeadLength } from './http-head.js';
 import { PayloadGatherer } from './payload-gatherer.js';
 import type { LazyView, StreamRuntime } from './runtime.js';
@@ -41,6 +41,14 @@ type WriteGeneric = (
   cb: WriteCallback,
 ) => void;
 type Push = (chunk: Buffer | null, encoding?: BufferEncoding) => boolean;
+type DestroyHook = (this: Socket, err: Error | null, cb: (err: Error | null) => void) => void;
+
+/** The error Node gives writes on a destroyed stream (its class is internal). */
+function streamDestroyed(): Error {
+  return Object.assign(new Error('Cannot call write after a stream was destroyed'), {
+    code: 'ERR_STREAM_DESTROYED',
+  });
+}
 
 /** The chunks of a `_writeGeneric` call, as buffers. */
 export function chunksOf(writev: boolean, data: unknown, encoding: string): Buffer[] {
@@ -115,7 +123,8 @@ export class OdbConnection {
   readonly #push: Push;
   readonly #writeGeneric: WriteGeneric;
   #sniffed: Buffer = Buffer.alloc(0);
-  #held: (() => void)[] = [];
+  /** Application writes waiting for the hello's answer (or the peer's first bytes). */
+  #held: { readonly run: () => void; readonly cb: WriteCallback }[] = [];
   /** Consecutive large writes gathered into one payload; undefined when gathering is off. */
   readonly #gatherer: PayloadGatherer | undefined;
   /**
@@ -131,10 +140,6 @@ export class OdbConnection {
    */
   #forward: Forward | undefined;
   #forwardTimer: NodeJS.Immediate | undefined;
-  /** While sniffing: how long the application's first bytes wait for the peer's (see write). */
-  #sniffTimer: NodeJS.Timeout | undefined;
-  /** When an accepted connection was accepted. */
-  readonly #acceptedAt = Date.now();
   /**
    * An accepted connection not yet handed to the application (see {@link OdbConnection.accept}):
    * what hands it over, the timer that does it at the latest, and the error listener that stands
@@ -174,12 +179,25 @@ export class OdbConnection {
         final.call(socket, cb);
       },
     });
+    // A write whose callback has run is the kernel's in plain Node, even if the socket is
+    // destroyed right after: what was gathered or held back goes out before the handle closes
+    // (as far as the kernel takes it at once, like any write).
+    const destroy = (socket as unknown as { _destroy: DestroyHook })._destroy;
+    Object.assign(socket, {
+      _destroy: (err: Error | null, cb: (err: Error | null) => void): void => {
+        this.#sendHeld();
+        destroy.call(socket, err, cb);
+      },
+    });
     socket.once('close', () => {
-      clearTimeout(this.#sniffTimer);
       clearTimeout(this.#introduceTimer);
       this.#gatherer?.discard();
       this.#forward = undefined;
       clearImmediate(this.#forwardTimer);
+      // Writes still held never reached the socket: they fail, as writes on a destroyed stream do.
+      const held = this.#held;
+      this.#held = [];
+      for (const write of held) write.cb(streamDestroyed());
     });
   }
 
@@ -198,11 +216,26 @@ export class OdbConnection {
   ): OdbConnection {
     const connection = new OdbConnection(socket, runtime, 'sniffing', writeGeneric);
     connection.#introduce = introduce;
-    connection.#introduceTimer = setTimeout(() => connection.#introduceNow(), helloWaitMs);
+    connection.#introduceTimer = setTimeout(() => connection.#sniffDeadline(), helloWaitMs);
     // Until the application has the socket, its errors (a reset) must not be uncaught; a socket
     // that fails before it is introduced is never introduced.
     socket.on('error', connection.#quietErrors);
     return connection;
+  }
+
+  /**
+   * helloWaitMs after accept: a peer that has not completed a hello by now is not saying one (an
+   * ODB peer writes it whole): what it sent is the application's, and the connection is handed
+   * over either way.
+   */
+  #sniffDeadline(): void {
+    if (this.#mode === 'sniffing' && this.#sniffed.length > 0) {
+      const sniffed = this.#sniffed;
+      this.#sniffed = Buffer.alloc(0);
+      this.#plain();
+      this.#push(sniffed);
+    }
+    this.#introduceNow();
   }
 
   /** Hands an accepted connection to the application, once. */
@@ -304,13 +337,13 @@ export class OdbConnection {
       } else {
         // Closed before answering our hello: that peer does not speak ODB (any more).
         if (this.#mode === 'awaiting-hello') this.#onRefused?.();
-        this.#introduceNow();
         if (this.#mode !== 'plain') {
           const sniffed = this.#sniffed;
           this.#sniffed = Buffer.alloc(0);
           this.#plain();
           if (sniffed.length > 0) this.#push(sniffed);
         }
+        this.#introduceNow();
       }
       return this.#push(null);
     }
@@ -332,10 +365,15 @@ export class OdbConnection {
 
   #handshake(chunk: Buffer): boolean {
     this.#sniffed = this.#sniffed.length ? Buffer.concat([this.#sniffed, chunk]) : chunk;
-    const hello = readHello(this.#sniffed);
-    if (hello === 'incomplete') return true;
+    const read = readHello(this.#sniffed);
+    if (read === 'incomplete') return true;
     const bytes = this.#sniffed;
     this.#sniffed = Buffer.alloc(0);
+    // An acceptor takes a hello that is not an answer; a connector only an answer (a plain echo
+    // server sends our own hello back).
+    const answer = read !== 'not-hello' && (flagsOf(bytes) & helloFlags.answer) !== 0;
+    const hello =
+      read === 'not-hello' || answer !== (this.#mode === 'awaiting-hello') ? 'not-hello' : read;
     if (hello === 'not-hello') {
       if (this.#mode === 'awaiting-hello') {
         this.#onRefused?.();
@@ -346,28 +384,30 @@ export class OdbConnection {
           ),
         );
       }
-      this.#introduceNow();
       this.#plain();
+      this.#introduceNow();
       return this.#push(bytes);
     }
-    if (this.#mode === 'sniffing' && isProbeHello(bytes)) {
+    if (this.#mode === 'sniffing' && (flagsOf(bytes) & helloFlags.probe) !== 0) {
       // A probe: answered, and ended; the application never sees it.
       clearTimeout(this.#introduceTimer);
       this.#introduce = undefined;
       this.#mode = 'plain';
-      this.#raw(helloFrame());
+      this.#raw(helloFrame(helloFlags.answer));
       this.#socket.end();
       // The application never sees this socket, so none of its timeouts applies: a peer that
       // keeps it open after the answer is cut.
-      setTimeout(() => this.#socket.destroy(), probeLingerMs).unref();
+      const linger = setTimeout(() => this.#socket.destroy(), probeLingerMs).unref();
+      this.#socket.once('close', () => clearTimeout(linger));
       return true;
     }
-    if (this.#mode === 'sniffing') {
-      this.#introduceNow();
-      this.#raw(helloFrame());
-    }
+    // Answered and in ODB mode before the application gets the connection: what it writes at
+    // once must be framed, after the answer.
+    const accepting = this.#mode === 'sniffing';
+    if (accepting) this.#raw(helloFrame(helloFlags.answer));
     this.#mode = 'odb';
     this.#release();
+    if (accepting) this.#introduceNow();
     return hello < bytes.length ? this.#decode(bytes.subarray(hello)) : true;
   }
 
@@ -377,10 +417,13 @@ export class OdbConnection {
   }
 
   #release(): void {
-    clearTimeout(this.#sniffTimer);
     const held = this.#held;
     this.#held = [];
-    for (const write of held) write();
+    for (const write of held) write.run();
+  }
+
+  #hold(writev: boolean, data: unknown, encoding: string, cb: WriteCallback): void {
+    this.#held.push({ run: () => this.write(writev, data, encoding, cb), cb });
   }
 
   /**
@@ -431,26 +474,19 @@ export class OdbConnection {
     switch (this.#mode) {
       case 'unsaid':
         this.#sayHello();
-        this.#held.push(() => this.write(writev, data, encoding, cb));
+        this.#hold(writev, data, encoding, cb);
         return;
       case 'deciding':
       case 'awaiting-hello':
-        this.#held.push(() => this.write(writev, data, encoding, cb));
+        this.#hold(writev, data, encoding, cb);
         return;
       case 'sniffing':
-        // The application speaks first (a banner, or a reply racing the peer's first write).
-        // An ODB peer that wrote at once has its hello on the way: if the application's bytes
-        // went out plain now, that peer would read them as the answer to its hello and fail,
-        // and this side would hand its hello to the application. So they wait for the peer's
-        // first bytes, at most helloWaitMs (a plain peer that waits for a banner gets it late
-        // by that much from its connection, never changed).
-        this.#held.push(() => this.write(writev, data, encoding, cb));
-        this.#sniffTimer ??= setTimeout(
-          () => {
-            if (this.#mode === 'sniffing' && this.#sniffed.length === 0) this.#plain();
-          },
-          Math.max(0, helloWaitMs - (Date.now() - this.#acceptedAt)),
-        );
+        // The application has the connection only once the peer's first bytes came, or
+        // helloWaitMs passed without any (see accept): the peer is not saying hello, or not yet.
+        // Bytes that may be the start of one wait for the rest (at most until that deadline).
+        if (this.#sniffed.length > 0) return this.#hold(writev, data, encoding, cb);
+        this.#plain();
+        writePlain(this.#runtime, this.#socket, this.#writeGeneric, writev, data, encoding, cb);
         return;
       case 'plain':
         writePlain(this.#runtime, this.#socket, this.#writeGeneric, writev, data, encoding, cb);

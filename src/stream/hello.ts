@@ -1,9 +1,9 @@
 /**
  * The hello that opens an ODB connection (docs/protocol.md §3): an H frame whose 4-byte body is
  * the lowest and highest protocol version the sender speaks, a flags byte and a reserved byte (0).
- * The connecting side sends it first; an ODB acceptor answers with its own. Flag 1 marks a probe
- * (`ODB_CONNECT=*` asking whether a port speaks ODB): the acceptor answers it and never hands
- * the connection to its application.
+ * The connecting side sends it first; an ODB acceptor answers with its own, flagged as an answer.
+ * A probe's hello is flagged as one: the acceptor answers it and never hands the connection to
+ * its application.
  */
 import { crc8 } from '../protocol/crc8.js';
 import {
@@ -15,20 +15,24 @@ import {
   frameVersion,
 } from '../protocol/frame.js';
 
-const helloBody = Buffer.from([1, 1, 0, 0]);
-const probeHelloBody = Buffer.from([1, 1, 1, 0]);
-/** Length of a complete hello frame. */
-export const helloBytes = frameHeaderBytes + helloBody.length;
+/** Flags of the hello's third body byte. */
+export const helloFlags = {
+  /** A probe (`ODB_CONNECT=*` asking whether a port speaks ODB). */
+  probe: 1,
+  /** An acceptor's answer: a connector takes only this for an answer, so that a plain peer that
+   * echoes what it gets (an echo server) is never taken for an ODB one. */
+  answer: 2,
+} as const;
 
-/** A hello frame, ready to write; `probe`: the hello of a probe connection. */
-export function helloFrame(probe = false): Buffer {
-  const body = probe ? probeHelloBody : helloBody;
+/** A hello frame with `flags` (see {@link helloFlags}), ready to write. */
+export function helloFrame(flags = 0): Buffer {
+  const body = Buffer.from([1, 1, flags, 0]);
   return Buffer.concat([encodeFrameHeader(FrameType.hello, body.length), body]);
 }
 
-/** True for a complete hello (see {@link readHello}) that marks a probe. */
-export function isProbeHello(bytes: Buffer): boolean {
-  return bytes.length > frameHeaderBytes + 2 && (bytes[frameHeaderBytes + 2]! & 1) === 1;
+/** The flags of a complete hello (see {@link readHello}). */
+export function flagsOf(hello: Buffer): number {
+  return hello[frameHeaderBytes + 2] ?? 0;
 }
 
 /**

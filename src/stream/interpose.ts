@@ -94,8 +94,8 @@ export function installInterposition(
   // HTTP/2 servers read their sockets natively: a hello would reach nghttp2, never the frames.
   const Http2Server = http2.createServer().constructor;
   policy.onCount = () => runtime.reportPeerCounters(policy.counters);
-  // The port each listening server took (its address is gone by the time it emits 'close').
-  const listeningPorts = new WeakMap<net.Server, number>();
+  // The address each listening server took (it is gone by the time the server emits 'close').
+  const listeningPorts = new WeakMap<net.Server, AddressInfo>();
 
   tlsProto._wrapHandle = function odbWrapHandle(wrap, handle, pendingWrites): unknown {
     const connection = wrap?.[kOdbConnection];
@@ -120,14 +120,14 @@ export function installInterposition(
     servers.onEmit(this, event, args);
     const speaksOdb = !(this instanceof tls.Server) && !(this instanceof Http2Server);
     if (event === 'listening') {
-      const port = (this.address() as AddressInfo | null)?.port;
-      if (port !== undefined) {
-        listeningPorts.set(this, port);
-        policy.listening(port, speaksOdb && policy.acceptsOn(port));
+      const bound = this.address() as AddressInfo | null;
+      if (bound && typeof bound === 'object') {
+        listeningPorts.set(this, bound);
+        policy.listening(bound.address, bound.port, speaksOdb && policy.acceptsOn(bound.port));
       }
     } else if (event === 'close') {
-      const port = listeningPorts.get(this);
-      if (port !== undefined) policy.closed(port);
+      const bound = listeningPorts.get(this);
+      if (bound) policy.closed(bound.address, bound.port);
     }
     if (event === 'connection' && speaksOdb) {
       const socket = args[0] as Marked;

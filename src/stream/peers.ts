@@ -14,7 +14,7 @@
  */
 import { isIP, Socket } from 'node:net';
 import type { PeerPattern, StreamConfig } from './config.js';
-import { helloFrame, readHello } from './hello.js';
+import { flagsOf, helloFlags, helloFrame, readHello } from './hello.js';
 import { kOdbInternal } from './symbols.js';
 
 /** How long a probe waits for a hello answer. */
@@ -62,7 +62,7 @@ export class PeerPolicy {
    * them needs no probe (and no probe could be answered sooner: it would wait for this very
    * thread), and the verdict changes the moment the server closes or another takes the port.
    */
-  readonly #ownPorts = new Map<number, boolean>();
+  readonly #ownPorts = new Map<number, { address: string; odb: boolean }[]>();
   readonly counters: PeerCounters = {
     probes: 0,
     probeWaits: 0,
@@ -89,14 +89,19 @@ export class PeerPolicy {
     return listen === '*' || listen.includes(port);
   }
 
-  /** One of this process's servers is listening on `port`; `odb`: it accepts ODB there. */
-  listening(port: number, odb: boolean): void {
-    this.#ownPorts.set(port, odb);
+  /**
+   * One of this process's servers is listening on `address`:`port`; `odb`: it accepts ODB there.
+   */
+  listening(address: string, port: number, odb: boolean): void {
+    const servers = (this.#ownPorts.get(port) ?? []).filter((s) => s.address !== address);
+    this.#ownPorts.set(port, [...servers, { address, odb }]);
   }
 
-  /** This process's server on `port` closed. */
-  closed(port: number): void {
-    this.#ownPorts.delete(port);
+  /** This process's server on `address`:`port` closed. */
+  closed(address: string, port: number): void {
+    const servers = (this.#ownPorts.get(port) ?? []).filter((s) => s.address !== address);
+    if (servers.length > 0) this.#ownPorts.set(port, servers);
+    else this.#ownPorts.delete(port);
   }
 
   /** With a list of peers: is host:port on it? */
@@ -156,9 +161,19 @@ export class PeerPolicy {
     return this.#own(host, port) ?? this.#verdicts.get(`${host}:${port}`)?.odb === true;
   }
 
-  /** The verdict for one of this process's own ports reached over loopback, if it is one. */
+  /**
+   * The verdict for a loopback address and port that one of this process's servers listens on,
+   * if one does: bound to that very address, or to the wildcard of its family (another process
+   * may hold the same port on another loopback address).
+   */
   #own(host: string, port: number): boolean | undefined {
-    return isLoopback(host) ? this.#ownPorts.get(port) : undefined;
+    if (!isLoopback(host)) return undefined;
+    const ipv4 = host.startsWith('127.') || host.startsWith('::ffff:127.');
+    const plain = host.startsWith('::ffff:') ? host.slice(7) : host;
+    const server = this.#ownPorts
+      .get(port)
+      ?.find((s) => s.address === plain || s.address === '::' || (s.address === '0.0.0.0' && ipv4));
+    return server?.odb;
   }
 
   /**
@@ -214,11 +229,13 @@ export class PeerPolicy {
       socket.setTimeout(probeTimeoutMs, () => done(false));
       socket.on('error', () => done(false));
       socket.on('close', () => done(false));
-      socket.on('connect', () => socket.write(helloFrame(true)));
+      socket.on('connect', () => socket.write(helloFrame(helloFlags.probe)));
       socket.on('data', (data: Buffer) => {
         received = Buffer.concat([received, data]);
         const hello = readHello(received);
-        if (hello !== 'incomplete') done(hello !== 'not-hello');
+        // Only an acceptor's answer counts: an echo server sends the probe's own hello back.
+        if (hello !== 'incomplete')
+          done(hello !== 'not-hello' && (flagsOf(received) & helloFlags.answer) !== 0);
       });
     });
     this.#probes.set(key, probe);
