@@ -82,6 +82,8 @@ const scenarios: { file: string; odbPorts: ('PORT_A' | 'PORT_B')[]; engaged: boo
   { file: 'children.mjs', odbPorts: ['PORT_A'], engaged: false },
   { file: 'tee.mjs', odbPorts: ['PORT_A', 'PORT_B'], engaged: true },
   { file: 'connections.mjs', odbPorts: ['PORT_A'], engaged: true },
+  // Its peers run without the layer: nothing ODB may reach them.
+  { file: 'plain-peers.mjs', odbPorts: ['PORT_A'], engaged: false },
 ];
 
 for (const scenario of scenarios) {
