@@ -1,37 +1,23 @@
 // What the IS carries in odb mode (its own socket counters), and that the BE's store empties:
 // released as the FE finishes, expired when nobody fetches.
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
-import { startChain, type Chain } from '../../src/harness/chain.js';
+import { test } from 'node:test';
 import { metricValue, scrape } from '../../src/harness/prometheus.js';
 import type { OdbProcess } from '../../src/harness/tier-process.js';
 import { descriptorFromText } from '../../src/protocol/descriptor.js';
 import { syntheticSha256 } from '../../src/tiers/synthetic.js';
+import { odbChainForFile } from '../helpers/chain.js';
 import { get } from '../helpers/http.js';
 import { eventually, rawExchange } from '../helpers/net.js';
-import { workspace } from '../helpers/fixtures.js';
 import { startBackendProcess } from '../helpers/tiers.js';
 
-const ws = workspace();
-let chain: Chain;
-
-before(async () => {
-  chain = await startChain({
-    mode: 'odb',
-    root: ws.dir,
-    keyFile: ws.keyFile,
-    logLevel: 'warn',
-    beArgs: ['--threshold', '64KiB'],
-  });
+const files = odbChainForFile({
+  beArgs: ['--threshold', '64KiB'],
 });
-
-after(async () => {
-  await chain?.stop();
-  ws.cleanup();
-});
+const { ws } = files;
 
 async function isUpstreamReceived(): Promise<number> {
-  const samples = await scrape(chain.intermediates[0]!.addresses.metrics!);
+  const samples = await scrape(files.chain.intermediates[0]!.addresses.metrics!);
   return metricValue(samples, 'odb_socket_bytes_total', {
     peer: 'upstream',
     direction: 'received',
@@ -41,7 +27,7 @@ async function isUpstreamReceived(): Promise<number> {
 async function beMetric(
   name: string,
   labels: Record<string, string> = {},
-  be: OdbProcess = chain.be,
+  be: OdbProcess = files.chain.be,
 ): Promise<number> {
   return metricValue(await scrape(be.addresses.metrics!), name, labels);
 }
@@ -49,14 +35,14 @@ async function beMetric(
 test('bypass: for bodies of 64 KiB and more the IS receives the head and nothing like the body', async () => {
   // The descriptor response head, as the BE sends it, is what the IS may receive.
   const direct = await rawExchange(
-    Number(chain.be.addresses.http!.split(':')[1]),
+    Number(files.chain.be.addresses.http!.split(':')[1]),
     'GET /bytes/1048576 HTTP/1.1\r\nHost: b\r\nodb-accept: 1\r\n\r\n',
   );
   const headBytes = direct.data.indexOf('\r\n\r\n') + 4;
   assert.ok(headBytes > 100 && headBytes < 1024, `descriptor head of ${headBytes} bytes`);
   // Nobody will fetch that one: release it so that the store is empty for the next test.
   const text = /odb-payload: (\S+)/i.exec(direct.data.toString('latin1'))![1]!;
-  const storePort = Number(chain.be.addresses.store!.split(':')[1]);
+  const storePort = Number(files.chain.be.addresses.store!.split(':')[1]);
   const released = await rawExchange(
     storePort,
     `DELETE /odb/v1/payload/${text} HTTP/1.1\r\nHost: s\r\n\r\n`,
@@ -66,7 +52,7 @@ test('bypass: for bodies of 64 KiB and more the IS receives the head and nothing
     const before = await isUpstreamReceived();
     const n = 20;
     for (let i = 0; i < n; i++) {
-      const r = await get(chain.url(`/bytes/${size}?seed=${i}`));
+      const r = await get(files.chain.url(`/bytes/${size}?seed=${i}`));
       assert.ok(r.complete);
       assert.equal(r.sha256, syntheticSha256(i, 0, size));
     }
@@ -84,7 +70,7 @@ test('release: after 1000 requests of 1 MiB the store holds nothing once the FE 
   const worker = async (): Promise<void> => {
     while (next < 1000) {
       const i = next++;
-      const r = await get(chain.url(`/bytes/1048576?seed=${i % 13}`));
+      const r = await get(files.chain.url(`/bytes/1048576?seed=${i % 13}`));
       assert.ok(r.complete && r.bytes === 1048576);
       if (i % 50 === 0) assert.equal(r.sha256, syntheticSha256(i % 13, 0, 1048576));
     }

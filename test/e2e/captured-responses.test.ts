@@ -5,30 +5,15 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { request, type IncomingMessage } from 'node:http';
-import { after, before, test } from 'node:test';
-import { startChain, type Chain } from '../../src/harness/chain.js';
+import { test } from 'node:test';
 import { metricValue, scrape } from '../../src/harness/prometheus.js';
 import { syntheticSha256 } from '../../src/tiers/synthetic.js';
-import { workspace } from '../helpers/fixtures.js';
+import { odbChainForFile } from '../helpers/chain.js';
 import { get } from '../helpers/http.js';
 
-const ws = workspace();
-let chain: Chain;
-
-before(async () => {
+const files = odbChainForFile({
   // One IS→BE connection: the second request can only go where the first one's head went.
-  chain = await startChain({
-    mode: 'odb',
-    root: ws.dir,
-    keyFile: ws.keyFile,
-    logLevel: 'warn',
-    isArgs: ['--connections', '1'],
-  });
-});
-
-after(async () => {
-  await chain?.stop();
-  ws.cleanup();
+  isArgs: ['--connections', '1'],
 });
 
 /** A GET whose body is hashed only while the caller lets it flow (it starts paused). */
@@ -79,18 +64,21 @@ function residentBytes(pid: number): number {
 }
 
 async function descriptorResponses(): Promise<number> {
-  return metricValue(await scrape(chain.be.addresses.metrics!), 'odb_descriptor_responses_total');
+  return metricValue(
+    await scrape(files.chain.be.addresses.metrics!),
+    'odb_descriptor_responses_total',
+  );
 }
 
 test('a body written one byte at a time goes as a descriptor with memory and time by its bytes', async () => {
   const size = 3_000_000;
-  const baseline = residentBytes(chain.be.pid);
+  const baseline = residentBytes(files.chain.be.pid);
   let peak = baseline;
-  const sampler = setInterval(() => (peak = Math.max(peak, residentBytes(chain.be.pid))), 20);
+  const sampler = setInterval(() => (peak = Math.max(peak, residentBytes(files.chain.be.pid))), 20);
   const described = await descriptorResponses();
   const started = Date.now();
   try {
-    const r = await get(chain.url(`/chunked/${size}?chunk=1&seed=12`), { agent: false });
+    const r = await get(files.chain.url(`/chunked/${size}?chunk=1&seed=12`), { agent: false });
     const elapsed = Date.now() - started;
     assert.equal(r.status, 200);
     assert.ok(r.complete);
@@ -112,7 +100,7 @@ test('handlers writing tiny pieces leave the back end responsive', async (t) => 
   // meanwhile must not wait for their bursts (each yields to the event loop every 1024 writes).
   const size = 3_000_000;
   const busy = Array.from({ length: 4 }, (_, i) =>
-    get(chain.url(`/chunked/${size}?chunk=1&seed=${20 + i}`), { agent: false }),
+    get(files.chain.url(`/chunked/${size}?chunk=1&seed=${20 + i}`), { agent: false }),
   );
   let finished = false;
   void Promise.all(busy).then(() => (finished = true));
@@ -124,7 +112,7 @@ test('handlers writing tiny pieces leave the back end responsive', async (t) => 
     const r = await within(
       5000,
       'probe',
-      get(`http://${chain.be.addresses.http}/bytes/1000?seed=${i}`, { agent: false }),
+      get(`http://${files.chain.be.addresses.http}/bytes/1000?seed=${i}`, { agent: false }),
     );
     waits.push(Date.now() - started);
     assert.equal(r.sha256, syntheticSha256(i, 0, 1000));
@@ -143,7 +131,7 @@ test('the request after an open descriptor response is answered at once, not aft
   const size = 64 * 1024 * 1024;
   // The client takes the head and then reads nothing: the store pauses, the open payload's
   // window fills, and the handler that writes the chunked body is paused mid-body.
-  const slow = await slowReader(chain.url(`/chunked/${size}?seed=7`));
+  const slow = await slowReader(files.chain.url(`/chunked/${size}?seed=7`));
   try {
     assert.equal(slow.res.statusCode, 200);
     assert.equal(slow.res.headers['transfer-encoding'], 'chunked');
@@ -161,7 +149,7 @@ test('the request after an open descriptor response is answered at once, not aft
 async function nextRequestsAnsweredAtOnce(): Promise<void> {
   for (const path of ['/bytes/1000?seed=8', `/chunked/${2 * 1024 * 1024}?seed=9`]) {
     const started = Date.now();
-    const next = await within(5000, path, get(chain.url(path), { agent: false }));
+    const next = await within(5000, path, get(files.chain.url(path), { agent: false }));
     const waited = Date.now() - started;
     assert.equal(next.status, 200, path);
     assert.ok(next.complete, path);
