@@ -3,6 +3,6 @@
  * finds no way to detach a response and closes the connection at the descriptor head instead —
  * the alternative the benchmark compares with. Never used outside the benchmark.
  */
-import { ResponseDetacher } from '../src/http/response-detacher.js';
+import { ResponseDetacher } from '../src/header-mode/response-detacher.js';
 
 ResponseDetacher.prepare = () => undefined;

@@ -21,12 +21,12 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { Pool } from 'undici';
-import { writeNewKeyFile } from '../src/cli/keygen.js';
-import { startNginx } from '../src/harness/nginx.js';
-import { cpuMicros } from '../src/harness/proc-stat.js';
-import type { TierHandle } from '../src/harness/tier-handle.js';
-import { startOdbProcess } from '../src/harness/tier-process.js';
-import { syntheticSha256 } from '../src/tiers/synthetic.js';
+import { writeNewKeyFile } from '../src/core/keys/key-file-writer.js';
+import { startNginx } from '../dev/harness/nginx.js';
+import { cpuMicros } from '../src/demo/proc-stat.js';
+import type { TierHandle } from '../src/demo/tier-handle.js';
+import { startOdbProcess } from '../src/demo/tier-process.js';
+import { syntheticSha256 } from '../src/store/payloads/synthetic.js';
 import { formatSpread, spread } from './stats.js';
 
 type Variant = 'detach' | 'close';

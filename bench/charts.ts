@@ -5,7 +5,7 @@ import * as hdr from 'hdr-histogram-js';
 import * as vega from 'vega';
 import * as vegaLite from 'vega-lite';
 import type { TopLevelSpec } from 'vega-lite';
-import { formatBytes } from '../src/cli/units.js';
+import { formatBytes } from '../src/core/units.js';
 import type { BenchResults, PointResult } from './results.js';
 
 /** A chart written to disk. */

@@ -13,7 +13,7 @@
 import { connect, createServer, type Socket } from 'node:net';
 import { parseArgs } from 'node:util';
 import * as hdr from 'hdr-histogram-js';
-import { parseHostPort } from '../src/net/address.js';
+import { parseHostPort } from '../src/core/net/address.js';
 import { FrameDecoder, frameReal } from '../src/protocol/frame.js';
 
 type Framing = 'plain' | 'framed';

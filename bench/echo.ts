@@ -6,10 +6,10 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { freePort } from '../src/harness/free-port.js';
-import { packageRoot } from '../src/harness/node-program.js';
-import { cpuMicros } from '../src/harness/proc-stat.js';
-import type { Placement } from '../src/harness/placement.js';
+import { freePort } from '../dev/harness/free-port.js';
+import { packageRoot } from '../dev/harness/node-program.js';
+import { cpuMicros } from '../src/demo/proc-stat.js';
+import type { Placement } from '../src/demo/placement.js';
 import type { Environment } from './environment.js';
 
 const peer = fileURLToPath(new URL('./echo-peer.js', import.meta.url));

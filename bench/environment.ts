@@ -4,19 +4,19 @@
  * included). On loopback all tiers share `lo`: bytes come from each tier's own socket counters
  * (ours: `odb_socket_bytes_total`; nginx: its access log; HAProxy: its stats socket).
  */
-import type { Chain, ChainRole } from '../src/harness/chain.js';
-import type { HaproxyTier } from '../src/harness/haproxy.js';
-import type { NginxTier } from '../src/harness/nginx.js';
-import { loopback, type Placement } from '../src/harness/placement.js';
-import { metricValue, scrape } from '../src/harness/prometheus.js';
-import type { OdbProcess } from '../src/harness/tier-process.js';
+import type { Chain, ChainRole } from '../dev/harness/chain.js';
+import type { HaproxyTier } from '../dev/harness/haproxy.js';
+import type { NginxTier } from '../dev/harness/nginx.js';
+import { loopback, type Placement } from '../src/demo/placement.js';
+import { metricValue, scrape } from '../src/demo/prometheus.js';
+import type { OdbProcess } from '../src/demo/tier-process.js';
 import {
   interfaceBytes,
   onHost,
   testbedDown,
   testbedUp,
   type TestbedHost,
-} from '../src/harness/testbed.js';
+} from '../dev/harness/testbed.js';
 
 export type EnvironmentName = 'loopback' | 'testbed';
 

@@ -3,10 +3,10 @@
  * client host), and at the start and end of its measured window the kernel's CPU accounting and
  * the byte counters of every tier.
  */
-import type { Chain } from '../src/harness/chain.js';
-import { runLoadProcess } from '../src/harness/load-process.js';
-import { peakRssBytes, tierCpuMicros } from '../src/harness/proc-stat.js';
-import type { TierHandle } from '../src/harness/tier-handle.js';
+import type { Chain } from '../dev/harness/chain.js';
+import { runLoadProcess } from '../src/demo/load-process.js';
+import { peakRssBytes, tierCpuMicros } from '../src/demo/proc-stat.js';
+import type { TierHandle } from '../src/demo/tier-handle.js';
 import type { LoadResult } from '../src/loadgen/load.js';
 import type { ByteCount, Environment } from './environment.js';
 

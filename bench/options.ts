@@ -1,7 +1,7 @@
 /** Options of `npm run bench`, and the profiles that preset them. */
 import { z } from 'zod';
 import { defineOptions, optionTypes } from '../src/cli/options.js';
-import { parseSize } from '../src/cli/units.js';
+import { parseSize } from '../src/core/units.js';
 
 const list = <T>(parse: (item: string) => T) =>
   z.union([z.string(), z.array(z.union([z.string(), z.number()]))]).transform((v, ctx) => {

@@ -1,5 +1,5 @@
 /** The Markdown report of a benchmark run: key ratios, the thesis's tables side by side, all figures. */
-import { formatBytes } from '../src/cli/units.js';
+import { formatBytes } from '../src/core/units.js';
 import type { Chart } from './charts.js';
 import type { BenchResults, PointResult, StreamEntry } from './results.js';
 import { formatSpread, ratio } from './stats.js';

@@ -2,7 +2,7 @@
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { cpus, release, totalmem } from 'node:os';
-import type { IntermediateKind } from '../src/harness/chain.js';
+import type { IntermediateKind } from '../dev/harness/chain.js';
 import type { EchoFraming, EchoRun } from './echo.js';
 import type { RunFigures } from './measure.js';
 import type { SaturationResult } from './saturation.js';

@@ -8,11 +8,11 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync, copyFileSync, readdirSyn
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Command } from 'commander';
-import { writeNewKeyFile } from '../src/cli/keygen.js';
+import { writeNewKeyFile } from '../src/core/keys/key-file-writer.js';
 import { addOptions, resolveOptions, type OptionValues } from '../src/cli/options.js';
-import { formatBytes } from '../src/cli/units.js';
-import { startChain, type Chain, type IntermediateKind } from '../src/harness/chain.js';
-import { limitCpu } from '../src/harness/cgroup.js';
+import { formatBytes } from '../src/core/units.js';
+import { startChain, type Chain, type IntermediateKind } from '../dev/harness/chain.js';
+import { limitCpu } from '../dev/harness/cgroup.js';
 import { renderCharts } from './charts.js';
 import { runEcho, type EchoFraming, type EchoRun } from './echo.js';
 import { environment, type Environment } from './environment.js';

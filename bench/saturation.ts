@@ -4,7 +4,7 @@
  * holds when the generator sent every due request, at least 95 % completed without error, and
  * the p99 latency (corrected for coordinated omission) is within the bound.
  */
-import type { Chain } from '../src/harness/chain.js';
+import type { Chain } from '../dev/harness/chain.js';
 import type { Environment } from './environment.js';
 import { loadOnly, type LoadSettings } from './measure.js';
 

@@ -12,8 +12,8 @@ import { fork } from 'node:child_process';
 import { createServer, connect, type Socket } from 'node:net';
 import { Writable } from 'node:stream';
 import { parseArgs } from 'node:util';
-import type { Keyring } from '../src/keys/keyring.js';
-import { generateClusterKey, formatKeyFile, parseKeyFile } from '../src/keys/keyring.js';
+import type { Keyring } from '../src/core/keys/keyring.js';
+import { generateClusterKey, formatKeyFile, parseKeyFile } from '../src/core/keys/keyring.js';
 import {
   decodeDescriptor,
   descriptorToText,
@@ -21,12 +21,12 @@ import {
   verifyDescriptor,
   payloadIdHex,
 } from '../src/protocol/descriptor.js';
-import { StoreClient } from '../src/rab/client.js';
-import { pumpSource } from '../src/rab/pump.js';
-import { StoreServer } from '../src/rab/server.js';
-import { BufferStore } from '../src/rab/store.js';
-import { SyntheticPayload } from '../src/tiers/synthetic.js';
-import { cpuMicros } from '../src/harness/proc-stat.js';
+import { StoreClient } from '../src/store/client.js';
+import { pumpSource } from '../src/store/pump.js';
+import { StoreServer } from '../src/store/server.js';
+import { BufferStore } from '../src/store/store.js';
+import { SyntheticPayload } from '../src/store/payloads/synthetic.js';
+import { cpuMicros } from '../src/demo/proc-stat.js';
 
 type Protocol = 'http' | 'binary';
 

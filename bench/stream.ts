@@ -10,10 +10,10 @@
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { processIo } from '../src/harness/node-program.js';
-import { startStreamPrograms } from '../src/harness/stream-chain.js';
-import { StoreClient } from '../src/rab/client.js';
-import { defaultSyntheticSeed, syntheticBytes } from '../src/tiers/synthetic.js';
+import { processIo } from '../dev/harness/node-program.js';
+import { startStreamPrograms } from '../dev/harness/stream-chain.js';
+import { StoreClient } from '../src/store/client.js';
+import { defaultSyntheticSeed, syntheticBytes } from '../src/store/payloads/synthetic.js';
 import type { MeasuredChain } from './measure.js';
 
 /** Which program runs as the IS. */

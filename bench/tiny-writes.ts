@@ -15,10 +15,10 @@ import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { writeNewKeyFile } from '../src/cli/keygen.js';
-import { startChain } from '../src/harness/chain.js';
-import { cpuMicros, rssBytes } from '../src/harness/proc-stat.js';
-import { syntheticSha256 } from '../src/tiers/synthetic.js';
+import { writeNewKeyFile } from '../src/core/keys/key-file-writer.js';
+import { startChain } from '../dev/harness/chain.js';
+import { cpuMicros, rssBytes } from '../src/demo/proc-stat.js';
+import { syntheticSha256 } from '../src/store/payloads/synthetic.js';
 
 const { values } = parseArgs({
   options: {

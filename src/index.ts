@@ -5,7 +5,7 @@
  *            {@link BufferStore}, served by a {@link StoreServer}.
  * Front end: {@link OdbGateway} offers the shortcut, verifies descriptors and delivers the bytes.
  */
-export { OdbError, errorCodes, isOdbError, type OdbErrorCode } from './errors.js';
+export { OdbError, errorCodes, isOdbError, type OdbErrorCode } from './core/errors.js';
 export {
   Keyring,
   formatKeyFile,
@@ -13,7 +13,7 @@ export {
   loadKeyring,
   parseKeyFile,
   type ClusterKey,
-} from './keys/keyring.js';
+} from './core/keys/keyring.js';
 export {
   decodeDescriptor,
   deriveDescriptor,
@@ -36,23 +36,23 @@ export {
   defaultTtlMs,
   type BufferStoreOptions,
   type StoreStats,
-} from './rab/store.js';
-export { StoreServer, type StoreServerOptions } from './rab/server.js';
+} from './store/store.js';
+export { StoreServer, type StoreServerOptions } from './store/server.js';
 export {
   StoreClient,
   type FetchOptions,
   type FetchTarget,
   type StoreClientOptions,
-} from './rab/client.js';
-export type { PayloadSource } from './rab/payload-source.js';
-export { MemoryPayload } from './rab/memory-payload.js';
-export { FilePayload } from './rab/file-payload.js';
+} from './store/client.js';
+export type { PayloadSource } from './store/payloads/source.js';
+export { MemoryPayload } from './store/payloads/memory.js';
+export { FilePayload } from './store/payloads/file.js';
 export {
   OdbBackend,
   defaultThresholdBytes,
   type OdbBackendOptions,
   type PayloadHead,
-} from './http/backend.js';
+} from './header-mode/backend.js';
 export {
   OdbGateway,
   answerBadGateway,
@@ -60,10 +60,10 @@ export {
   type DeliveryFailure,
   type OdbGatewayOptions,
   type Shortcut,
-} from './http/frontend.js';
+} from './header-mode/frontend.js';
 export {
   SyntheticPayload,
   syntheticBytes,
   syntheticChunks,
   syntheticSha256,
-} from './tiers/synthetic.js';
+} from './store/payloads/synthetic.js';

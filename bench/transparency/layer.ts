@@ -6,7 +6,7 @@
  * Explicit port lists (configuration c) need the ports before the run: only a suite that
  * listens on fixed ports has them (SuiteSpec.fixedPorts); a suite that listens on port 0 skips c.
  */
-import { writeNewKeyFile } from '../../src/cli/keygen.js';
+import { writeNewKeyFile } from '../../src/core/keys/key-file-writer.js';
 import { runSandboxed } from './sandbox.js';
 
 export const configurationNames = ['plain', 'a', 'b', 'c'] as const;
@@ -57,7 +57,7 @@ export interface LayerFiles {
 
 /** Writes a fresh cluster key (0600, as `odb keygen --out` does). */
 export function newClusterKey(path: string): void {
-  writeNewKeyFile(path, true);
+  writeNewKeyFile(path, { replace: true });
 }
 
 function quoted(path: string): string {

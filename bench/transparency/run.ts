@@ -48,7 +48,7 @@ const transparencyOptions = defineOptions({
   register: {
     flag: '--register <path>',
     description:
-      "the layer's register.js (e.g. another worktree's dist/src/stream/register.js); default: this one's",
+      "the layer's register.js (e.g. another worktree's dist/src/stream-mode/register.js); default: this one's",
     schema: optionTypes.path,
   },
   cache: {
@@ -116,7 +116,7 @@ async function main(): Promise<void> {
   command.parse(process.argv);
   const o = resolveOptions(transparencyOptions, command);
   const cache = resolve(o.cache);
-  const register = resolve(o.register ?? join(repo, 'dist', 'src', 'stream', 'register.js'));
+  const register = resolve(o.register ?? join(repo, 'dist', 'src', 'stream-mode', 'register.js'));
   if (!existsSync(register)) throw new Error(`no ${register}: run npm run build first`);
   mkdirSync(cache, { recursive: true });
   const keyFile = join(cache, 'cluster.key');

@@ -7,14 +7,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Command } from 'commander';
 import { z } from 'zod';
-import { startChain, type Chain } from '../harness/chain.js';
-import { runLoadProcess } from '../harness/load-process.js';
-import { tierCpuMicros } from '../harness/proc-stat.js';
-import { metricValue, scrape } from '../harness/prometheus.js';
+import { startChain, type Chain } from '../demo/chain.js';
+import { runLoadProcess } from '../demo/load-process.js';
+import { tierCpuMicros } from '../demo/proc-stat.js';
+import { metricValue, scrape } from '../demo/prometheus.js';
 import type { LoadResult } from '../loadgen/load.js';
-import { writeNewKeyFile } from './keygen.js';
+import { writeNewKeyFile } from '../core/keys/key-file-writer.js';
 import { addOptions, defineOptions, optionTypes, resolveOptions } from './options.js';
-import { formatBytes, parseSize } from './units.js';
+import { formatBytes, parseSize } from '../core/units.js';
 
 export const demoOptions = defineOptions({
   sizes: {

@@ -4,13 +4,13 @@
  * removes one. Files are always replaced atomically, never written through a symbolic link.
  */
 import type { Command } from 'commander';
-import { OdbError } from '../errors.js';
+import { OdbError } from '../core/errors.js';
 import {
   addKeyToFile,
   promoteKeyInFile,
   retireKeyInFile,
   writeNewKeyFile as writeFreshKeyFile,
-} from '../keys/key-file-writer.js';
+} from '../core/keys/key-file-writer.js';
 import { addOptions, defineOptions, optionTypes, resolveOptions } from './options.js';
 
 export const keygenOptions = defineOptions({
@@ -44,11 +44,6 @@ export const keygenOptions = defineOptions({
   },
 });
 
-/** Writes a new key file at `path`; refuses to overwrite unless `force`. Returns the key id. */
-export function writeNewKeyFile(path: string, force = false): number {
-  return writeFreshKeyFile(path, { replace: force });
-}
-
 export function registerKeygen(program: Command): void {
   const keygen = program
     .command('keygen')
@@ -81,7 +76,7 @@ export function registerKeygen(program: Command): void {
       retireKeyInFile(o.out, o.retire);
       console.log(`removed key ${o.retire} from ${o.out}`);
     } else {
-      const id = writeNewKeyFile(o.out, o.force);
+      const id = writeFreshKeyFile(o.out, { replace: o.force });
       console.log(`wrote key ${id} to ${o.out}`);
     }
   });

@@ -1,8 +1,8 @@
 /** `odb load`: the load generator as its own process (JSON lines on stdout). */
 import type { Command } from 'commander';
-import { OdbError } from '../errors.js';
+import { OdbError } from '../core/errors.js';
 import { runLoad } from '../loadgen/load.js';
-import { defaultSyntheticSeed, syntheticSha256 } from '../tiers/synthetic.js';
+import { defaultSyntheticSeed, syntheticSha256 } from '../store/payloads/synthetic.js';
 import { addOptions, defineOptions, optionTypes, resolveOptions } from './options.js';
 import { z } from 'zod';
 

@@ -3,7 +3,7 @@ import { Command } from 'commander';
 import { registerDemo } from './demo.js';
 import { registerKeygen } from './keygen.js';
 import { registerLoad } from './load.js';
-import { exitStatusFor, startupErrorLine } from './startup-errors.js';
+import { exitStatusFor, startupErrorLine } from '../core/startup-errors.js';
 import { registerTierCommands } from './tier-commands.js';
 
 const program = new Command('odb')

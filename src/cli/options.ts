@@ -7,9 +7,9 @@
 import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { z } from 'zod';
-import { OdbError, isOdbError } from '../errors.js';
-import { parseHostPort } from '../net/address.js';
-import { parseDuration, parseSize } from './units.js';
+import { OdbError, isOdbError } from '../core/errors.js';
+import { parseHostPort } from '../core/net/address.js';
+import { parseDuration, parseSize } from '../core/units.js';
 
 /** One option of a command. */
 export interface OptionSpec<T = unknown> {

@@ -8,11 +8,11 @@
  * once with 128 + the signal number, as a shell reports a process killed by it.
  */
 import { constants } from 'node:os';
-import { loadKeyring, type Keyring } from '../keys/keyring.js';
-import type { Logger } from '../log.js';
-import type { HostPort } from '../net/address.js';
+import { loadKeyring, type Keyring } from '../core/keys/keyring.js';
+import type { Logger } from '../core/log.js';
+import type { HostPort } from '../core/net/address.js';
 import type { RunningTier } from '../tiers/tier.js';
-import { describeListenError } from './startup-errors.js';
+import { describeListenError } from '../core/startup-errors.js';
 
 /** What {@link serve} runs. */
 export interface ServeOptions {

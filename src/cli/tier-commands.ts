@@ -2,19 +2,19 @@
 import { realpathSync } from 'node:fs';
 import { sep } from 'node:path';
 import type { Command } from 'commander';
-import { OdbError } from '../errors.js';
-import { defaultThresholdBytes } from '../http/backend.js';
-import { loadKeyring, type Keyring } from '../keys/keyring.js';
-import { createLogger } from '../log.js';
-import { defaultSendMinBytesPerSecond, defaultSendTimeoutMs } from '../net/send-rate.js';
-import { defaultStoreConnections, defaultStoreQueueTimeoutMs } from '../rab/client.js';
-import { defaultFetchLimits } from '../rab/fetch-limits.js';
-import { defaultStoreSendTimeoutMs } from '../rab/server.js';
-import { defaultBudgetBytes, defaultTtlMs } from '../rab/store.js';
+import { OdbError } from '../core/errors.js';
+import { defaultThresholdBytes } from '../header-mode/backend.js';
+import { loadKeyring, type Keyring } from '../core/keys/keyring.js';
+import { createLogger } from '../core/log.js';
+import { defaultSendMinBytesPerSecond, defaultSendTimeoutMs } from '../core/net/send-rate.js';
+import { defaultStoreConnections, defaultStoreQueueTimeoutMs } from '../store/client.js';
+import { defaultFetchLimits } from '../store/fetch-limits.js';
+import { defaultStoreSendTimeoutMs } from '../store/server.js';
+import { defaultBudgetBytes, defaultTtlMs } from '../store/store.js';
 import { startBackend } from '../tiers/be.js';
 import { startFrontend } from '../tiers/fe.js';
 import { startIntermediate } from '../tiers/is.js';
-import { defaultListenerLimits, type ListenerLimits } from '../http/listener-limits.js';
+import { defaultListenerLimits, type ListenerLimits } from '../http-core/listener-limits.js';
 import { defaultUpstreamQueue, type UpstreamQueueLimits } from '../tiers/http-relay.js';
 import {
   addOptions,
@@ -24,7 +24,7 @@ import {
   type OptionValues,
 } from './options.js';
 import { serve } from './serve.js';
-import { requireDirectory } from './startup-errors.js';
+import { requireDirectory } from '../core/startup-errors.js';
 
 const common = {
   sendTimeout: {

@@ -3,8 +3,8 @@
  * Layout and test vectors: docs/protocol.md §1. Pure functions, no I/O.
  */
 import { createHmac, timingSafeEqual } from 'node:crypto';
-import { OdbError } from '../errors.js';
-import type { ClusterKey, Keyring } from '../keys/keyring.js';
+import { OdbError } from '../core/errors.js';
+import type { ClusterKey, Keyring } from '../core/keys/keyring.js';
 
 export const descriptorVersion = 1;
 /** Flag bit: the payload's length was not known when the descriptor was signed. */

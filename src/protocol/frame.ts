@@ -11,7 +11,7 @@
  * Pure code: the encoder returns headers, the decoder is an incremental state machine that hands
  * out real bytes as sub-arrays of its input (no copy) and collects only small V/H bodies.
  */
-import { OdbError } from '../errors.js';
+import { OdbError } from '../core/errors.js';
 import { crc8 } from './crc8.js';
 import { maxDescriptorBytes } from './descriptor.js';
 

@@ -6,8 +6,8 @@
  * caching. Pure functions, no I/O.
  */
 import { createHmac, timingSafeEqual } from 'node:crypto';
-import { OdbError } from '../errors.js';
-import type { ClusterKey, Keyring } from '../keys/keyring.js';
+import { OdbError } from '../core/errors.js';
+import type { ClusterKey, Keyring } from '../core/keys/keyring.js';
 import { macBytes, type Descriptor } from './descriptor.js';
 
 /** The restorable headers of a descriptor response, as text; undefined when absent. */

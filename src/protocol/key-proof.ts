@@ -6,7 +6,7 @@
  * the proof is a MAC of a fresh random value. Pure functions, no I/O.
  */
 import { createHmac, timingSafeEqual } from 'node:crypto';
-import type { ClusterKey, Keyring } from '../keys/keyring.js';
+import type { ClusterKey, Keyring } from '../core/keys/keyring.js';
 
 const context = Buffer.from('odb-key-proof/1\0', 'latin1');
 /** Challenge text: base64url of 16 to 64 bytes. */

@@ -15,7 +15,7 @@
  *
  * Errors: an HTTP status, the stable code in `odb-error`, and a JSON body {code, message}.
  */
-import type { OdbErrorCode } from '../errors.js';
+import type { OdbErrorCode } from '../core/errors.js';
 
 /** Every store-protocol path starts with this. */
 export const storeProtocolPrefix = '/odb/';

@@ -5,18 +5,18 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Readable, pipeline } from 'node:stream';
-import type { HostPort } from '../net/address.js';
-import type { Keyring } from '../keys/keyring.js';
-import { OdbBackend, applyHead, streamPayload, type PayloadHead } from '../http/backend.js';
-import { parseRequestTarget } from '../http/request-target.js';
-import { FilePayload } from '../rab/file-payload.js';
-import type { FetchLimits } from '../rab/fetch-limits.js';
-import type { SendRateLimits } from '../net/send-rate.js';
-import type { PayloadSource } from '../rab/payload-source.js';
-import { StoreServer } from '../rab/server.js';
-import { BufferStore } from '../rab/store.js';
-import type { Logger } from '../log.js';
-import type { ListenerLimits } from '../http/listener-limits.js';
+import type { HostPort } from '../core/net/address.js';
+import type { Keyring } from '../core/keys/keyring.js';
+import { OdbBackend, applyHead, streamPayload, type PayloadHead } from '../header-mode/backend.js';
+import { parseRequestTarget } from '../http-core/request-target.js';
+import { FilePayload } from '../store/payloads/file.js';
+import type { FetchLimits } from '../store/fetch-limits.js';
+import type { SendRateLimits } from '../core/net/send-rate.js';
+import type { PayloadSource } from '../store/payloads/source.js';
+import { StoreServer } from '../store/server.js';
+import { BufferStore } from '../store/store.js';
+import type { Logger } from '../core/log.js';
+import type { ListenerLimits } from '../http-core/listener-limits.js';
 import { TierMetrics, samplesByLabel } from './metrics.js';
 import { planResponse, type ResponsePlan } from './representation.js';
 import { SocketByteCounter } from './socket-counter.js';
@@ -26,7 +26,7 @@ import {
   defaultSyntheticSeed,
   isSyntheticSeed,
   syntheticChunks,
-} from './synthetic.js';
+} from '../store/payloads/synthetic.js';
 import { runTier, type RunningTier, type TierMode } from './tier.js';
 
 /** Configuration of the back end. */

@@ -5,20 +5,20 @@
  */
 import { networkInterfaces } from 'node:os';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { OdbError, isOdbError, type OdbErrorCode } from '../errors.js';
+import { OdbError, isOdbError, type OdbErrorCode } from '../core/errors.js';
 import {
   OdbGateway,
   answerBadGateway,
   stripOdbHeaders,
   type Shortcut,
   type StoreKeyCheck,
-} from '../http/frontend.js';
-import { parseRequestTarget } from '../http/request-target.js';
-import type { ResponseHeaders } from '../http/response-sink.js';
-import type { Keyring } from '../keys/keyring.js';
-import type { Logger } from '../log.js';
-import type { ListenerLimits } from '../http/listener-limits.js';
-import { parseHostPort, type HostPort } from '../net/address.js';
+} from '../header-mode/frontend.js';
+import { parseRequestTarget } from '../http-core/request-target.js';
+import type { ResponseHeaders } from '../http-core/response-sink.js';
+import type { Keyring } from '../core/keys/keyring.js';
+import type { Logger } from '../core/log.js';
+import type { ListenerLimits } from '../http-core/listener-limits.js';
+import { parseHostPort, type HostPort } from '../core/net/address.js';
 import { descriptorResponseHeaders, isOdbHeader } from '../protocol/http-headers.js';
 import { isStoreProtocolPath } from '../protocol/store-rpc.js';
 import {
@@ -28,7 +28,7 @@ import {
   type RelayHooks,
   type UpstreamQueueLimits,
 } from './http-relay.js';
-import type { SendRateLimits } from '../net/send-rate.js';
+import type { SendRateLimits } from '../core/net/send-rate.js';
 import { TierMetrics, samplesByLabel } from './metrics.js';
 import { mirrorRelayMetrics } from './relay-metrics.js';
 import { SocketByteCounter } from './socket-counter.js';

@@ -7,17 +7,17 @@ import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:
 import type { Socket } from 'node:net';
 import type { Writable } from 'node:stream';
 import { Pool } from 'undici';
-import { observedConnector } from '../http/connector.js';
-import { OdbError } from '../errors.js';
-import { silentLogger, type Logger } from '../log.js';
-import { endToEndHeaders } from '../http/hop-by-hop.js';
-import { requestHasBody } from '../http/message.js';
-import { parseRequestTarget } from '../http/request-target.js';
+import { observedConnector } from '../http-core/connector.js';
+import { OdbError } from '../core/errors.js';
+import { silentLogger, type Logger } from '../core/log.js';
+import { endToEndHeaders } from '../http-core/hop-by-hop.js';
+import { requestHasBody } from '../http-core/message.js';
+import { parseRequestTarget } from '../http-core/request-target.js';
 import {
   DestinationClosedError,
   ResponseSink,
   type ResponseHeaders,
-} from '../http/response-sink.js';
+} from '../http-core/response-sink.js';
 
 /**
  * Request headers a relay never forwards beyond the hop-by-hop ones. `Expect`: Node's server has

@@ -3,11 +3,11 @@
  * with keep-alive pools; it knows nothing of ODB, which is the point: descriptor responses cross
  * it like any small response.
  */
-import type { HostPort } from '../net/address.js';
-import type { Logger } from '../log.js';
-import type { ListenerLimits } from '../http/listener-limits.js';
+import type { HostPort } from '../core/net/address.js';
+import type { Logger } from '../core/log.js';
+import type { ListenerLimits } from '../http-core/listener-limits.js';
 import { HttpRelay, type UpstreamQueueLimits } from './http-relay.js';
-import type { SendRateLimits } from '../net/send-rate.js';
+import type { SendRateLimits } from '../core/net/send-rate.js';
 import { TierMetrics } from './metrics.js';
 import { mirrorRelayMetrics } from './relay-metrics.js';
 import { SocketByteCounter } from './socket-counter.js';

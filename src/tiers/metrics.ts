@@ -4,8 +4,8 @@
  */
 import { createServer, type Server } from 'node:http';
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
-import { ListenerGuard, type ListenerLimits } from '../http/listener-limits.js';
-import { closeServer, listenServer } from '../net/listen.js';
+import { ListenerGuard, type ListenerLimits } from '../http-core/listener-limits.js';
+import { closeServer, listenServer } from '../core/net/listen.js';
 
 const metricsListenerLimits: Partial<ListenerLimits> = {
   maxConnections: 64,

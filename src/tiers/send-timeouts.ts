@@ -1,13 +1,13 @@
 /** The minimum send rate of a tier's client listener: watchdog, metric and log line. */
 import type { Server } from 'node:net';
-import { silentLogger, type Logger } from '../log.js';
+import { silentLogger, type Logger } from '../core/log.js';
 import {
   SendWatchdog,
   defaultSendMinBytesPerSecond,
   defaultSendTimeoutMs,
   type SendRateLimits,
-} from '../net/send-rate.js';
-import { ackedBytesUnavailable } from '../net/socket-progress.js';
+} from '../core/net/send-rate.js';
+import { ackedBytesUnavailable } from '../core/net/socket-progress.js';
 import type { TierMetrics } from './metrics.js';
 
 /** The defaults of `--send-timeout` and `--send-min-rate`. */

@@ -2,7 +2,7 @@
 import { constants } from 'node:fs';
 import { open, readlink, realpath, stat } from 'node:fs/promises';
 import { extname, join, normalize, relative, resolve, sep } from 'node:path';
-import { identityOf, type FileIdentity } from '../rab/file-payload.js';
+import { identityOf, type FileIdentity } from '../store/payloads/file.js';
 import type { Representation } from './representation.js';
 
 const contentTypes: Readonly<Record<string, string>> = {

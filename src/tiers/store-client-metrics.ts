@@ -1,4 +1,4 @@
-import type { StoreClient } from '../rab/client.js';
+import type { StoreClient } from '../store/client.js';
 import type { TierMetrics } from './metrics.js';
 
 /** Metrics of a front end's store connections: how full they are and who had to wait. */

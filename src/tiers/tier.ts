@@ -1,9 +1,9 @@
 import { createServer, type RequestListener } from 'node:http';
-import { ListenerGuard, type ListenerLimits } from '../http/listener-limits.js';
-import type { Logger } from '../log.js';
-import type { HostPort } from '../net/address.js';
-import { closeServer, listenServer } from '../net/listen.js';
-import type { SendRateLimits } from '../net/send-rate.js';
+import { ListenerGuard, type ListenerLimits } from '../http-core/listener-limits.js';
+import type { Logger } from '../core/log.js';
+import type { HostPort } from '../core/net/address.js';
+import { closeServer, listenServer } from '../core/net/listen.js';
+import type { SendRateLimits } from '../core/net/send-rate.js';
 import type { TierMetrics } from './metrics.js';
 import { attachSendWatchdog } from './send-timeouts.js';
 import type { SocketByteCounter } from './socket-counter.js';

@@ -1,7 +1,7 @@
 // One odb-mode chain FE → IS → BE shared by the tests of a file: started in `before` in the
 // file's own workspace, stopped (and the workspace removed) in `after`.
 import { after, before } from 'node:test';
-import { startChain, type Chain, type ChainOptions } from '../../src/harness/chain.js';
+import { startChain, type Chain, type ChainOptions } from '../../dev/harness/chain.js';
 import { workspace, type Workspace } from './fixtures.js';
 
 export interface FileChain {

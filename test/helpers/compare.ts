@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import type { Chain } from '../../src/harness/chain.js';
+import type { Chain } from '../../dev/harness/chain.js';
 import { comparableHeaders, get, type GetOptions, type Received } from './http.js';
 
 /**

@@ -1,8 +1,8 @@
 import { mkdtempSync, openSync, writeSync, closeSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { writeNewKeyFile } from '../../src/cli/keygen.js';
-import { syntheticChunks } from '../../src/tiers/synthetic.js';
+import { writeNewKeyFile } from '../../src/core/keys/key-file-writer.js';
+import { syntheticChunks } from '../../src/store/payloads/synthetic.js';
 
 /** A temporary directory with a cluster key; remove it with `cleanup`. */
 export interface Workspace {

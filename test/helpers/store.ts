@@ -1,8 +1,8 @@
 // A buffer store served on a loopback port, for integration tests of the store protocol.
-import { generateClusterKey, Keyring, type ClusterKey } from '../../src/keys/keyring.js';
+import { generateClusterKey, Keyring, type ClusterKey } from '../../src/core/keys/keyring.js';
 import { signDescriptor, type Descriptor } from '../../src/protocol/descriptor.js';
-import { StoreServer, type StoreServerOptions } from '../../src/rab/server.js';
-import { BufferStore, type BufferStoreOptions } from '../../src/rab/store.js';
+import { StoreServer, type StoreServerOptions } from '../../src/store/server.js';
+import { BufferStore, type BufferStoreOptions } from '../../src/store/store.js';
 
 /** A running store with a fresh cluster key. */
 export interface TestStore {

@@ -1,10 +1,10 @@
 // Real processes in stream mode: ordinary fixture programs, with ODB added only by `--import`.
-import { freePort } from '../../src/harness/free-port.js';
-import { processIo, startNodeProgram, type NodeProgram } from '../../src/harness/node-program.js';
-import { streamFixture } from '../../src/harness/stream-chain.js';
+import { freePort } from '../../dev/harness/free-port.js';
+import { processIo, startNodeProgram, type NodeProgram } from '../../dev/harness/node-program.js';
+import { streamFixture } from '../../dev/harness/stream-chain.js';
 import type { StorePing } from '../../src/protocol/store-rpc.js';
-import { StoreClient } from '../../src/rab/client.js';
-export { rssBytes } from '../../src/harness/proc-stat.js';
+import { StoreClient } from '../../src/store/client.js';
+export { rssBytes } from '../../src/demo/proc-stat.js';
 
 /** A fixture process. */
 export type Peer = NodeProgram;

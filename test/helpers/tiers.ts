@@ -1,4 +1,4 @@
-import { startOdbProcess, type OdbProcess } from '../../src/harness/tier-process.js';
+import { startOdbProcess, type OdbProcess } from '../../src/demo/tier-process.js';
 
 /** How to start a lone `odb be` on loopback for a test. */
 export interface BackendProcessOptions {

@@ -1,0 +1,123 @@
+/**
+ * A stock HAProxy as an intermediate tier: HTTP mode with its defaults (keep-alive on both sides);
+ * only the bind and server lines, timeouts and a stats socket (for byte counters) are ours.
+ */
+import { spawn } from 'node:child_process';
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { connect } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { portFor, waitForListen } from './free-port.js';
+import { childPids } from './nginx.js';
+import { loopback, type Placement } from '../../src/demo/placement.js';
+import type { TierHandle } from '../../src/demo/tier-handle.js';
+
+/** Options of {@link startHaproxy}. */
+export interface HaproxyOptions {
+  readonly upstreams: readonly string[];
+  readonly placement?: Placement;
+  readonly name?: string;
+}
+
+/** Bytes HAProxy counted: from and to clients (frontend), from and to servers (backend). */
+export interface HaproxyBytes {
+  readonly received: number;
+  readonly sent: number;
+}
+
+export interface HaproxyTier extends TierHandle {
+  /** Bytes received and sent on all its connections, from its stats socket. */
+  bytes(): Promise<HaproxyBytes>;
+}
+
+/** Starts HAProxy in the foreground with a generated configuration. */
+export async function startHaproxy(options: HaproxyOptions): Promise<HaproxyTier> {
+  const placement = options.placement ?? loopback;
+  const port = await portFor(placement);
+  const dir = mkdtempSync(join(tmpdir(), 'odb-haproxy-'));
+  chmodSync(dir, 0o755);
+  const socketPath = join(dir, 'stats.sock');
+  const conf = join(dir, 'haproxy.cfg');
+  writeFileSync(
+    conf,
+    `global
+    maxconn 8192
+    stats socket ${socketPath} mode 600 level admin
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 60s
+    timeout server 60s
+frontend odb_frontend
+    bind ${placement.host}:${port}
+    default_backend odb_backend
+backend odb_backend
+${options.upstreams.map((u, i) => `    server s${i} ${u}`).join('\n')}
+`,
+  );
+  const argv = [...placement.prefix, 'haproxy', '-db', '-f', conf];
+  const child = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  child.stderr.setEncoding('utf8').on('data', (t: string) => (stderr += t));
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  try {
+    await Promise.race([
+      waitForListen(placement, port),
+      exited.then(() => {
+        throw new Error(`haproxy exited: ${stderr}`);
+      }),
+    ]);
+  } catch (err) {
+    child.kill('SIGKILL');
+    rmSync(dir, { recursive: true, force: true });
+    throw err;
+  }
+  return {
+    name: options.name ?? 'haproxy',
+    addresses: { http: `${placement.host}:${port}` },
+    pids: () => [child.pid!, ...childPids(child.pid!)],
+    bytes: () => statsBytes(socketPath),
+    async stop() {
+      if (child.exitCode === null && child.signalCode === null) {
+        child.kill('SIGTERM');
+        const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
+        await exited;
+        clearTimeout(timer);
+      }
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Reads `show stat` from the stats socket (a Unix socket: reachable from any namespace). */
+function statsBytes(socketPath: string): Promise<HaproxyBytes> {
+  return new Promise((resolve, reject) => {
+    const socket = connect(socketPath);
+    let text = '';
+    socket.setEncoding('utf8');
+    socket.on('data', (d: string) => (text += d));
+    socket.on('error', reject);
+    socket.on('end', () => {
+      const [header = '', ...rows] = text.trim().split('\n');
+      const columns = header.replace(/^# /, '').split(',');
+      const bin = columns.indexOf('bin');
+      const bout = columns.indexOf('bout');
+      let received = 0;
+      let sent = 0;
+      for (const row of rows) {
+        const cells = row.split(',');
+        // Counters are from the client's point of view: a frontend receives requests (bin) and
+        // sends responses (bout); a backend sends requests (bin) and receives responses (bout).
+        if (cells[1] === 'FRONTEND') {
+          received += Number(cells[bin]);
+          sent += Number(cells[bout]);
+        } else if (cells[1] === 'BACKEND') {
+          sent += Number(cells[bin]);
+          received += Number(cells[bout]);
+        }
+      }
+      resolve({ received, sent });
+    });
+    socket.write('show stat\n');
+  });
+}

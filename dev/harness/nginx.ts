@@ -1,0 +1,147 @@
+/**
+ * A stock nginx as an intermediate tier: the configuration is nginx's plain reverse proxy (its
+ * defaults: HTTP/1.0 upstream, buffering on); only the listen and upstream lines, the runtime paths
+ * and an access-log format that records `$upstream_bytes_received` are ours. Optionally one more
+ * line vetoes the ODB shortcut by removing `odb-accept` from proxied requests.
+ */
+import { spawn } from 'node:child_process';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { portFor, waitForListen } from './free-port.js';
+import { loopback, type Placement } from '../../src/demo/placement.js';
+import type { TierHandle } from '../../src/demo/tier-handle.js';
+
+/** Options of {@link startNginx}. */
+export interface NginxOptions {
+  /** Upstream `host:port`s. */
+  readonly upstreams: readonly string[];
+  /** Where it runs (default: loopback). */
+  readonly placement?: Placement;
+  /** Add `proxy_set_header odb-accept "";`: nginx then vetoes every shortcut. */
+  readonly veto?: boolean;
+  /** Tier name in reports. Default `nginx`. */
+  readonly name?: string;
+}
+
+/** One access-log line: what nginx relayed for one request. */
+export interface NginxLogEntry {
+  readonly uri: string;
+  readonly status: number;
+  /** Bytes received from upstream (head and body), summed over tries. */
+  readonly upstreamBytesReceived: number;
+  readonly bodyBytesSent: number;
+  /** Bytes of the client's request, and bytes sent to the client. */
+  readonly requestLength: number;
+  readonly bytesSent: number;
+  /** Bytes sent to upstream, summed over tries. */
+  readonly upstreamBytesSent: number;
+}
+
+export interface NginxTier extends TierHandle {
+  /** Parsed access log so far. */
+  accessLog(): NginxLogEntry[];
+}
+
+/** Starts nginx in the foreground with a generated configuration. */
+export async function startNginx(options: NginxOptions): Promise<NginxTier> {
+  const placement = options.placement ?? loopback;
+  const host = placement.host;
+  const port = await portFor(placement);
+  const dir = mkdtempSync(join(tmpdir(), 'odb-nginx-'));
+  // Workers run as an unprivileged user: they must reach the temp directory (nginx spools large
+  // responses to disk there when buffering).
+  chmodSync(dir, 0o755);
+  mkdirSync(join(dir, 'tmp'));
+  chmodSync(join(dir, 'tmp'), 0o777);
+  const conf = join(dir, 'nginx.conf');
+  writeFileSync(
+    conf,
+    `worker_processes 1;
+error_log ${dir}/error.log warn;
+pid ${dir}/nginx.pid;
+events { worker_connections 4096; }
+http {
+    log_format odb '$request_uri $status $upstream_bytes_received $body_bytes_sent $request_length $bytes_sent $upstream_bytes_sent';
+    access_log ${dir}/access.log odb;
+    client_body_temp_path ${dir}/tmp/body;
+    proxy_temp_path ${dir}/tmp/proxy;
+    upstream odb_upstream {
+${options.upstreams.map((u) => `        server ${u};`).join('\n')}
+    }
+    server {
+        listen ${host}:${port};
+        location / {
+            proxy_pass http://odb_upstream;
+${options.veto ? '            proxy_set_header odb-accept "";\n' : ''}        }
+    }
+}
+`,
+  );
+  const argv = [...placement.prefix, 'nginx', '-p', dir, '-c', conf, '-g', 'daemon off;'];
+  const child = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  child.stderr.setEncoding('utf8').on('data', (t: string) => (stderr += t));
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  try {
+    await Promise.race([
+      waitForListen(placement, port),
+      exited.then(() => {
+        throw new Error(`nginx exited: ${stderr}`);
+      }),
+    ]);
+  } catch (err) {
+    child.kill('SIGKILL');
+    rmSync(dir, { recursive: true, force: true });
+    throw err;
+  }
+  return {
+    name: options.name ?? 'nginx',
+    addresses: { http: `${host}:${port}` },
+    pids: () => [child.pid!, ...childPids(child.pid!)],
+    accessLog: () => parseAccessLog(readFileSync(join(dir, 'access.log'), 'utf8')),
+    async stop() {
+      if (child.exitCode === null && child.signalCode === null) {
+        child.kill('SIGTERM');
+        const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
+        await exited;
+        clearTimeout(timer);
+      }
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+function parseAccessLog(text: string): NginxLogEntry[] {
+  // Several upstream tries are listed comma-separated; "-" when there was none.
+  const total = (field = ''): number =>
+    field.split(/[,:] ?/).reduce((sum, v) => sum + (Number(v) || 0), 0);
+  return text
+    .split('\n')
+    .filter((l) => l !== '')
+    .map((line) => {
+      const [uri = '', status, upstream, body, request, sent, upstreamSent] = line.split(' ');
+      return {
+        uri,
+        status: Number(status),
+        upstreamBytesReceived: total(upstream),
+        bodyBytesSent: Number(body),
+        requestLength: Number(request),
+        bytesSent: Number(sent),
+        upstreamBytesSent: total(upstreamSent),
+      };
+    });
+}
+
+/** Direct children of `pid` (nginx workers). */
+export function childPids(pid: number): number[] {
+  try {
+    return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8')
+      .trim()
+      .split(/\s+/)
+      .filter(Boolean)
+      .map(Number);
+  } catch {
+    return [];
+  }
+}

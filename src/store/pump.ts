@@ -1,0 +1,70 @@
+import type { Writable } from 'node:stream';
+import type { PayloadSource, ReadOptions } from './payloads/source.js';
+
+/**
+ * Largest single write. A source may yield a chunk of many megabytes (a view of a captured body);
+ * written in pieces, the destination's progress shows while it drains (a send watchdog samples
+ * it), and a destroyed destination stops the copy within one piece. Views: no copy.
+ */
+export const maxWriteBytes = 64 * 1024;
+
+/** How {@link pumpSource} reads and reports. */
+export interface PumpOptions extends ReadOptions {
+  /**
+   * Runs when a chunk of the source has left for the kernel (the write callback of its last
+   * piece: every piece shares the chunk's memory), with the chunk's size. Not called for chunks
+   * a destroyed destination dropped.
+   */
+  readonly onFlushed?: (bytes: number) => void;
+}
+
+/**
+ * Writes `[start, end)` of `source` into `destination` with backpressure. Resolves true once every
+ * byte was handed to it (the destination is not ended), false if it closed first; rejects when
+ * the source fails. `onChunk` runs after each write with the position reached and its bytes.
+ */
+export async function pumpSource(
+  source: PayloadSource,
+  start: number,
+  end: number | undefined,
+  destination: Writable,
+  onChunk?: (position: number, bytes: number) => void,
+  options: PumpOptions = {},
+): Promise<boolean> {
+  const { onFlushed, allocate } = options;
+  let position = start;
+  for await (const chunk of source.read(start, end, allocate && { allocate })) {
+    for (let at = 0; at < chunk.length; at += maxWriteBytes) {
+      if (destination.destroyed) return false;
+      const piece =
+        at === 0 && chunk.length <= maxWriteBytes ? chunk : chunk.subarray(at, at + maxWriteBytes);
+      const last = at + maxWriteBytes >= chunk.length;
+      const flushed =
+        onFlushed && last
+          ? destination.write(piece, (err) => {
+              if (!err) onFlushed(chunk.length);
+            })
+          : destination.write(piece);
+      position += piece.length;
+      onChunk?.(position, piece.length);
+      if (!flushed && !(await drained(destination))) return false;
+    }
+  }
+  return !destination.destroyed;
+}
+
+/** Resolves true on 'drain', false if the destination closes first. */
+function drained(destination: Writable): Promise<boolean> {
+  return new Promise((resolve) => {
+    const onDrain = (): void => {
+      destination.off('close', onClose);
+      resolve(true);
+    };
+    const onClose = (): void => {
+      destination.off('drain', onDrain);
+      resolve(false);
+    };
+    destination.once('drain', onDrain);
+    destination.once('close', onClose);
+  });
+}

@@ -1,0 +1,90 @@
+/** Messages between a stream-mode process's application thread and its agent worker. */
+import type { LazyFeatures } from '../../native/binding.js';
+import type { OwnPayloadHandle } from '../memory/own-payload.js';
+
+/** What the agent is started with (workerData). */
+export interface AgentSettings {
+  readonly keyText: string;
+  readonly storeHost: string;
+  readonly storePort: number;
+  readonly storeAdvertise: string | undefined;
+  readonly budgetBytes: number;
+  readonly ttlMs: number;
+  readonly fetchTimeoutMs: number;
+  readonly fetchRetries: number;
+  /** Load the native addon (see StreamConfig.native). */
+  readonly native: boolean;
+}
+
+/** Application thread → agent. */
+export type AgentMessage =
+  /** A payload this process sent as a descriptor: keep its bytes for fetches, free on drop. */
+  | {
+      readonly type: 'register';
+      readonly descriptor: Uint8Array;
+      readonly payload: OwnPayloadHandle;
+    }
+  /** A lazy region was created for a descriptor (text form). */
+  | { readonly type: 'region'; readonly id: number; readonly descriptor: string }
+  /** A lazy region was garbage-collected: give its reference back to the owner. */
+  | { readonly type: 'region-gone'; readonly id: number }
+  /** A (derived) descriptor is being forwarded: take a reference for the next holder. */
+  | { readonly type: 'retain'; readonly descriptor: string }
+  /** This process is done with the reference a descriptor granted it (text form). */
+  | { readonly type: 'release'; readonly descriptor: string }
+  /** The application thread's counters of learning peers, for the store's ping answer. */
+  | { readonly type: 'peer-counters'; readonly counters: PeerCounters }
+  /** How busy the store is (for a graceful exit); answered with `store-activity`. */
+  | { readonly type: 'store-activity'; readonly requestId: number }
+  /** Fetch every missing page of a region (before a kernel write), answer `materialized`. */
+  | { readonly type: 'materialize'; readonly regionId: number; readonly requestId: number }
+  /** Without lazy buffers: fetch into `target`, then set `signal[0]` to 1 (or -1) and notify. */
+  | {
+      readonly type: 'fetch-sync';
+      readonly descriptor: string;
+      readonly target: SharedArrayBuffer;
+      readonly signal: SharedArrayBuffer;
+    };
+
+/** Agent → application thread. */
+export type AgentEvent =
+  | {
+      readonly type: 'ready';
+      readonly endpoint: string;
+      readonly bound: string;
+      readonly lazy: LazyFeatures | null;
+      readonly lazyReason: string | undefined;
+    }
+  /** A payload left the store: its budget is free again (its memory was freed, or may go). */
+  | { readonly type: 'dropped'; readonly id: string; readonly charge: number }
+  | { readonly type: 'materialized'; readonly requestId: number; readonly error?: string }
+  | ({ readonly type: 'store-activity'; readonly requestId: number } & StoreActivity)
+  | {
+      readonly type: 'fetch-failed';
+      readonly regionId: number;
+      readonly code: string;
+      readonly message: string;
+    }
+  | { readonly type: 'log'; readonly level: 'warn' | 'info'; readonly message: string };
+
+/** How busy a process's store is: what a graceful exit waits for (see shutdown.ts). */
+export interface StoreActivity {
+  /** Payloads held (some peer may still fetch them). */
+  readonly entries: number;
+  /** Fetches being answered now, and fetches begun since the store started. */
+  readonly fetching: number;
+  readonly fetches: number;
+}
+
+/** What learning peers did (the agent reports these in the store's ping). */
+export interface PeerCounters {
+  /** Probe connections opened. */
+  probes: number;
+  /** Application connections that waited for a probe, and those whose wait ran out. */
+  probeWaits: number;
+  probeWaitsExpired: number;
+  /** Plain connections to a peer learned to speak ODB, retired after their current response. */
+  plainRetired: number;
+  /** Hellos a learned peer did not answer: its verdict was forgotten. */
+  helloRefused: number;
+}

@@ -1,0 +1,473 @@
+/**
+ * The stream-mode runtime of one process, on the application's thread: starts the agent worker,
+ * registers payloads this process sends as descriptors, creates lazy buffers for descriptors it
+ * receives, and answers what may be forwarded as a descriptor without fetching.
+ */
+import { randomFillSync } from 'node:crypto';
+import { Worker } from 'node:worker_threads';
+import { OdbError } from '../../core/errors.js';
+import type { LazyBinding, LazyFeatures } from '../../native/binding.js';
+import { loadLazyBinding } from '../../native/binding.js';
+import { parseKeyFile, readKeyFile, type Keyring } from '../../core/keys/keyring.js';
+import { silentLogger, type Logger } from '../../core/log.js';
+import {
+  deriveDescriptor,
+  descriptorToText,
+  payloadIdBytes,
+  payloadIdHex,
+  signDescriptor,
+  type Descriptor,
+} from '../../protocol/descriptor.js';
+import type {
+  AgentEvent,
+  AgentMessage,
+  AgentSettings,
+  PeerCounters,
+  StoreActivity,
+} from '../agent/protocol.js';
+import { CollectionPacer, obtainGc } from '../memory/collector.js';
+import { OwnPayloadAllocator, type OwnPayloadMemory } from '../memory/own-payload.js';
+import type { StreamConfig } from '../config/config.js';
+
+/** What the registry knows of a lazy buffer's memory. */
+interface LazyRegion {
+  readonly id: number;
+  readonly descriptor: Descriptor;
+  /** Every byte was fetched and the owner's reference given back: forward copies, not this. */
+  remoteReleased: boolean;
+}
+
+/** A region the registry watches: to nudge the GC and to fetch long-held ones before the TTL. */
+interface LiveRegion {
+  readonly region: LazyRegion;
+  readonly memory: WeakRef<ArrayBufferLike>;
+  readonly createdAt: number;
+}
+
+/** Lazy regions alive before the runtime asks V8 for a full collection (rate-limited). */
+const liveRegionsBeforeGc = 512;
+const gcIntervalMs = 1000;
+const idleGcMs = 500;
+const maxIdleGcMs = 8000;
+/** The agent worker's young generation (V8 would let it grow to 48 MB). */
+const agentYoungGenerationMb = 6;
+
+/**
+ * The application's Node options for the agent worker, without those that describe the
+ * application's own entry (`node --input-type=module -e '…'`): a worker inherits them, and Node
+ * refuses `--input-type` for a worker started from a file.
+ */
+export function agentExecArgv(execArgv: readonly string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < execArgv.length; i++) {
+    const arg = execArgv[i]!;
+    if (['-e', '--eval', '-p', '--print', '--input-type'].includes(arg)) i++;
+    else if (!arg.startsWith('--input-type=') && !/^--(eval|print)=/.test(arg)) out.push(arg);
+  }
+  return out;
+}
+
+/** A Buffer (or a view into one) whose bytes come from a lazy region. */
+export interface LazyView {
+  readonly region: LazyRegion;
+  /** Offset of the view within the region. */
+  readonly offset: number;
+  readonly length: number;
+}
+
+/** Counters; exposed in logs and tests. */
+export interface StreamStats {
+  sentVirtual: number;
+  sentVirtualBytes: number;
+  forwarded: number;
+  forwardedBytes: number;
+  sentReal: number;
+  sentRealBytes: number;
+  receivedVirtual: number;
+  receivedVirtualBytes: number;
+  materialized: number;
+  fetchFailures: number;
+}
+
+export class StreamRuntime {
+  readonly config: StreamConfig;
+  readonly keyring: Keyring;
+  readonly endpoint: string;
+  /** The lazy-buffer addon, when userfaultfd works here; else virtual data is fetched on arrival. */
+  readonly lazy: LazyBinding | undefined;
+  readonly features: LazyFeatures | undefined;
+  readonly lazyReason: string | undefined;
+  /** Memory for the payloads this process sends (native when the addon loaded). */
+  readonly ownMemory: OwnPayloadAllocator;
+  readonly stats: StreamStats = {
+    sentVirtual: 0,
+    sentVirtualBytes: 0,
+    forwarded: 0,
+    forwardedBytes: 0,
+    sentReal: 0,
+    sentRealBytes: 0,
+    receivedVirtual: 0,
+    receivedVirtualBytes: 0,
+    materialized: 0,
+    fetchFailures: 0,
+  };
+  readonly log: Logger;
+  readonly #worker: Worker;
+  readonly #regions = new WeakMap<ArrayBufferLike, LazyRegion>();
+  readonly #finalizers: FinalizationRegistry<number>;
+  /** Own payloads still held by the agent, by hex id: their bytes resolve locally. */
+  readonly #own = new Map<string, OwnPayloadMemory>();
+  #ownBytes = 0;
+  #nextRequest = 1;
+  readonly #pending = new Map<number, { resolve: () => void; reject: (err: Error) => void }>();
+  readonly #activityRequests = new Map<number, (activity: StoreActivity) => void>();
+  readonly #live = new Map<number, LiveRegion>();
+  /**
+   * Every full collection this thread asks for. Noted: memory here that only a collection frees
+   * (regions fetched whole; the HTTP parser's copies of the zeros it is fed; without the addon,
+   * own payloads the store dropped, whose shared memory waits for this isolate too). V8 lets
+   * external memory grow by 64 MB or more before it collects, which a tier moving large bodies
+   * reaches several times a second.
+   */
+  readonly #collections = new CollectionPacer(obtainGc());
+  #lastGc = 0;
+  #idleTimer: NodeJS.Timeout | undefined;
+  #idleGcDelay = idleGcMs;
+
+  private constructor(
+    config: StreamConfig,
+    keyring: Keyring,
+    worker: Worker,
+    ready: Extract<AgentEvent, { type: 'ready' }>,
+    log: Logger,
+  ) {
+    this.config = config;
+    this.keyring = keyring;
+    this.endpoint = ready.endpoint;
+    this.features = ready.lazy ?? undefined;
+    this.lazyReason = ready.lazyReason;
+    const loaded = loadLazyBinding(config.native);
+    const binding = 'binding' in loaded ? loaded.binding : undefined;
+    this.lazy = ready.lazy ? binding : undefined;
+    // Own payloads need the addon, not userfaultfd.
+    this.ownMemory = new OwnPayloadAllocator(binding);
+    this.log = log;
+    this.#worker = worker;
+    this.#finalizers = new FinalizationRegistry((id) => {
+      this.#live.delete(id);
+      this.#post({ type: 'region-gone', id });
+    });
+    worker.on('message', (event: AgentEvent) => this.#onEvent(event));
+    // After the listener: adding a 'message' listener refs the worker's port again, and the agent
+    // must never keep a program alive that would otherwise exit.
+    worker.unref();
+    const safety = setInterval(() => this.#fetchLongHeld(), Math.max(1000, config.store.ttlMs / 4));
+    safety.unref();
+  }
+
+  /**
+   * Owners keep payloads while holders keep references, which are given back when lazy buffers
+   * are garbage-collected. V8 may not collect for a long time in a quiet process, so the runtime
+   * asks for a collection when many regions are alive, or when none was created for a while.
+   */
+  #nudgeGc(): void {
+    if (!this.#collections.available) return;
+    const now = Date.now();
+    if (this.#live.size >= liveRegionsBeforeGc && now - this.#lastGc >= gcIntervalMs) {
+      this.#lastGc = now;
+      this.#collections.collect();
+    }
+    this.#idleGcDelay = idleGcMs;
+    if (this.#idleTimer) this.#idleTimer.refresh();
+    else this.#armIdleGc();
+  }
+
+  /**
+   * Collects once the process has been quiet for a while, and again (backing off) while regions
+   * stay alive: buffers still queued on a socket survive one collection, and without new traffic
+   * nothing else would ever give their references back.
+   */
+  #armIdleGc(): void {
+    this.#idleTimer = setTimeout(() => {
+      this.#idleTimer = undefined;
+      if (this.#live.size === 0 || !this.#collections.available) return;
+      this.#lastGc = Date.now();
+      this.#collections.collect();
+      this.#idleGcDelay = Math.min(this.#idleGcDelay * 2, maxIdleGcMs);
+      this.#armIdleGc();
+    }, this.#idleGcDelay);
+    this.#idleTimer.unref();
+  }
+
+  /** Regions held past half the TTL are fetched whole: a later read must not need the owner. */
+  #fetchLongHeld(): void {
+    if (this.#live.size === 0) return; // nothing held: no collection needed either
+    this.#collections.collect();
+    const old = Date.now() - this.config.store.ttlMs / 2;
+    for (const live of this.#live.values()) {
+      const memory = live.memory.deref();
+      if (!memory || live.createdAt > old || live.region.remoteReleased) continue;
+      void this.materialize({
+        region: live.region,
+        offset: 0,
+        length: live.region.descriptor.length,
+      }).catch(() => {});
+    }
+  }
+
+  /** Starts the agent worker and waits until its store listens. */
+  static async start(config: StreamConfig, log: Logger = silentLogger): Promise<StreamRuntime> {
+    const setting = config.keyFileSetting ?? 'ODB_KEY_FILE';
+    const keyText = readKeyFile(config.keyFile, { setting });
+    const keyring = parseKeyFile(keyText, `${setting} ${config.keyFile}`);
+    const settings: AgentSettings = {
+      keyText,
+      storeHost: config.store.listen.host,
+      storePort: config.store.listen.port,
+      storeAdvertise: config.store.advertise,
+      budgetBytes: config.store.budgetBytes,
+      ttlMs: config.store.ttlMs,
+      fetchTimeoutMs: config.fetch.timeoutMs,
+      fetchRetries: config.fetch.retries,
+      native: config.native,
+    };
+    // The agent must not load the interposition itself (NODE_OPTIONS reaches workers too).
+    const worker = new Worker(new URL('../agent/worker.js', import.meta.url), {
+      workerData: settings,
+      execArgv: agentExecArgv(process.execArgv),
+      env: { ...process.env, ODB_AGENT: '1' },
+      // The agent's objects live about as long as a request, so many survive a scavenge, and V8
+      // answers that by growing the young generation: by 30 MB in a proxy after ~40 000 requests.
+      // A small one costs a few more (cheap) scavenges and keeps the agent's memory flat.
+      resourceLimits: { maxYoungGenerationSizeMb: agentYoungGenerationMb },
+    });
+    const ready = await new Promise<Extract<AgentEvent, { type: 'ready' }>>((resolve, reject) => {
+      worker.once('error', reject);
+      worker.on('message', function onReady(event: AgentEvent) {
+        if (event.type !== 'ready') return;
+        worker.off('message', onReady);
+        worker.off('error', reject);
+        resolve(event);
+      });
+    });
+    return new StreamRuntime(config, keyring, worker, ready, log);
+  }
+
+  #post(message: AgentMessage): void {
+    this.#worker.postMessage(message);
+  }
+
+  #onEvent(event: AgentEvent): void {
+    switch (event.type) {
+      case 'dropped':
+        if (this.#own.delete(event.id)) {
+          this.#ownBytes -= event.charge;
+          if (this.ownMemory.freedByCollection) this.#collections.note(event.charge);
+        }
+        return;
+      case 'materialized': {
+        const pending = this.#pending.get(event.requestId);
+        this.#pending.delete(event.requestId);
+        if (event.error) pending?.reject(new OdbError('ODB_ERR_FETCH_ABORTED', event.error));
+        else pending?.resolve();
+        return;
+      }
+      case 'store-activity': {
+        const { type: _type, requestId, ...activity } = event;
+        this.#activityRequests.get(requestId)?.(activity);
+        this.#activityRequests.delete(requestId);
+        return;
+      }
+      case 'fetch-failed':
+        this.stats.fetchFailures++;
+        this.log.error(
+          { code: event.code, region: event.regionId },
+          `lazy buffer fetch failed: ${event.message}`,
+        );
+        return;
+      case 'log':
+        this.log[event.level](event.message);
+        return;
+      case 'ready':
+        return;
+    }
+  }
+
+  // ---- payloads this process sends ---------------------------------------------------------
+
+  /**
+   * Copies `bytes` into own-payload memory held by this process's store and returns the
+   * descriptor to send; undefined when the budget is spent (the caller sends them real).
+   */
+  registerOwn(bytes: Buffer): Descriptor | undefined {
+    if (this.#ownBytes + bytes.length > this.config.store.budgetBytes) return undefined;
+    const memory = this.ownMemory.allocate(bytes.length);
+    memory.write(0, bytes);
+    return this.registerOwnMemory(memory, bytes.length);
+  }
+
+  /**
+   * Hands the first `length` bytes of `memory` (which nobody may write any more) to this
+   * process's store and returns their descriptor; undefined when the budget is spent (the caller
+   * keeps the memory and sends the bytes real).
+   */
+  registerOwnMemory(memory: OwnPayloadMemory, length: number): Descriptor | undefined {
+    if (this.#ownBytes + length > this.config.store.budgetBytes) return undefined;
+    const payloadId = randomFillSync(Buffer.allocUnsafe(payloadIdBytes));
+    const descriptor = signDescriptor(
+      {
+        endpoint: this.endpoint,
+        payloadId,
+        offset: 0,
+        length,
+        totalSize: length,
+        expiresAt: Date.now() + this.config.store.ttlMs,
+        open: false,
+      },
+      this.keyring.signing,
+    );
+    this.#own.set(payloadIdHex(descriptor), memory);
+    this.#ownBytes += length;
+    this.#post({ type: 'register', descriptor: descriptor.bytes, payload: memory.handOff(length) });
+    return descriptor;
+  }
+
+  // ---- payloads this process receives ------------------------------------------------------
+
+  /**
+   * A Buffer for a received descriptor: a view of our own bytes if we own it, a lazy buffer if
+   * lazy buffers work here, else the bytes fetched now (the thread waits).
+   */
+  receive(descriptor: Descriptor): Buffer {
+    this.stats.receivedVirtual++;
+    this.stats.receivedVirtualBytes += descriptor.length;
+    if (descriptor.endpoint === this.endpoint) {
+      const own = this.#own
+        .get(payloadIdHex(descriptor))
+        ?.bytes(descriptor.offset, descriptor.length);
+      if (own) {
+        // Our own bytes came back: they are here now, the reference is not needed.
+        this.#post({ type: 'release', descriptor: descriptorToText(descriptor) });
+        return own;
+      }
+    }
+    if (this.lazy) {
+      this.lazy.syncExternalMemory();
+      const text = descriptorToText(descriptor);
+      const [buffer, id] = this.lazy.createRegion(
+        descriptor.length,
+        `owner ${descriptor.endpoint}, descriptor ${text}`,
+      );
+      const region: LazyRegion = { id, descriptor, remoteReleased: false };
+      this.#regions.set(buffer.buffer, region);
+      this.#live.set(id, { region, memory: new WeakRef(buffer.buffer), createdAt: Date.now() });
+      this.#nudgeGc();
+      // Views into the region (parser slices, subarrays) outlive this one: watch the memory itself.
+      this.#finalizers.register(buffer.buffer, id);
+      this.#post({ type: 'region', id, descriptor: text });
+      return buffer;
+    }
+    return this.#fetchNow(descriptor);
+  }
+
+  #fetchNow(descriptor: Descriptor): Buffer {
+    const target = new SharedArrayBuffer(descriptor.length);
+    const signal = new SharedArrayBuffer(4);
+    this.#post({ type: 'fetch-sync', descriptor: descriptorToText(descriptor), target, signal });
+    const flag = new Int32Array(signal);
+    const deadline = this.config.fetch.timeoutMs * (this.config.fetch.retries + 1) + 1000;
+    Atomics.wait(flag, 0, 0, deadline);
+    if (Atomics.load(flag, 0) !== 1) {
+      throw new OdbError(
+        'ODB_ERR_FETCH_ABORTED',
+        `could not fetch ${descriptor.length} bytes from ${descriptor.endpoint}`,
+      );
+    }
+    this.stats.materialized++;
+    return Buffer.from(target);
+  }
+
+  /** Payloads this process sent as descriptors that its store still holds. */
+  get ownPayloadsHeld(): number {
+    return this.#own.size;
+  }
+
+  /** How busy this process's store is (what a graceful exit waits for). */
+  storeActivity(): Promise<StoreActivity> {
+    const requestId = this.#nextRequest++;
+    return new Promise((resolve) => {
+      this.#activityRequests.set(requestId, resolve);
+      this.#post({ type: 'store-activity', requestId });
+    });
+  }
+
+  /** Hands the counters of learning peers to the agent, which reports them in the store's ping. */
+  reportPeerCounters(counters: PeerCounters): void {
+    this.#post({ type: 'peer-counters', counters: { ...counters } });
+  }
+
+  /** Notes `bytes` of garbage on this thread that only a collection frees (see #collections). */
+  noteGarbage(bytes: number): void {
+    this.#collections.note(bytes);
+  }
+
+  /** The lazy region behind `chunk`, if any. */
+  lazyView(chunk: Uint8Array): LazyView | undefined {
+    const region = this.#regions.get(chunk.buffer);
+    return region ? { region, offset: chunk.byteOffset, length: chunk.byteLength } : undefined;
+  }
+
+  /**
+   * True when the view's bytes provably equal the owner's (no page written since it was filled,
+   * none failed) and the owner still holds them: the view can travel as a descriptor.
+   */
+  canForward(view: LazyView): boolean {
+    if (view.region.remoteReleased) return false;
+    const states = this.lazy?.pageStates(view.region.id, view.offset, view.length);
+    return !!states && states.dirty === 0 && states.poisoned === 0;
+  }
+
+  /** True when no page of the view was written since it was filled, and none failed. */
+  isUnchanged(view: LazyView): boolean {
+    const states = this.lazy?.pageStates(view.region.id, view.offset, view.length);
+    return !states || (states.dirty === 0 && states.poisoned === 0);
+  }
+
+  /** The descriptor of a view that {@link canForward}, taking a reference for the next holder. */
+  forward(view: LazyView): Descriptor {
+    const derived = deriveDescriptor(
+      view.region.descriptor,
+      this.keyring.signing,
+      view.offset,
+      view.length,
+      Date.now() + this.config.store.ttlMs,
+    );
+    this.#post({ type: 'retain', descriptor: descriptorToText(derived) });
+    this.stats.forwarded++;
+    this.stats.forwardedBytes += view.length;
+    return derived;
+  }
+
+  /** True when every byte of the view is already in memory. */
+  isMaterialized(view: LazyView): boolean {
+    const states = this.lazy?.pageStates(view.region.id, view.offset, view.length);
+    return !states || (states.missing === 0 && states.inFlight === 0);
+  }
+
+  /**
+   * Fetches every missing page of the view's region without blocking this thread; the owner's
+   * reference is then given back (the region holds every byte).
+   */
+  materialize(view: LazyView): Promise<void> {
+    if (view.region.remoteReleased) return Promise.resolve();
+    this.stats.materialized++;
+    const requestId = this.#nextRequest++;
+    return new Promise<void>((resolve, reject) => {
+      this.#pending.set(requestId, { resolve, reject });
+      this.#post({ type: 'materialize', regionId: view.region.id, requestId });
+    }).then(() => {
+      view.region.remoteReleased = true;
+      this.#collections.note(view.region.descriptor.length);
+    });
+  }
+}
