@@ -1,3 +1,8 @@
+/**
+ * The fetch server of a buffer store (docs/protocol.md §4): `GET` of a signed descriptor's range,
+ * `DELETE` to release it, a ping, and stream mode's reference channels; bounded in connections,
+ * concurrent fetches and send rate, every refusal a coded answer.
+ */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { finished } from 'node:stream';
@@ -38,6 +43,7 @@ import {
 } from './fetch-limits.js';
 import { pumpSource } from './pump.js';
 import { serveReferenceChannel } from './reference-channel.js';
+import { CountedStore } from './counted-store.js';
 import { referenceToken } from './references.js';
 import type { BufferStore, StoreEntry } from './store.js';
 import { TransitAccount } from './transit.js';
@@ -231,8 +237,8 @@ export class StoreServer {
 
   /** Waits (briefly, in stream mode) for a payload registered by another thread. */
   async #known(id: string): Promise<void> {
-    if (this.store.has(id) || this.#registrationWaitMs === 0) return;
-    await this.store.whenRegistered(id, this.#registrationWaitMs);
+    if (this.store.has(id) || !(this.store instanceof CountedStore)) return;
+    if (this.#registrationWaitMs > 0) await this.store.whenRegistered(id, this.#registrationWaitMs);
   }
 
   /** `GET /odb/v1/references` with `Upgrade: odb-references/1` opens a reference channel. */
@@ -267,9 +273,14 @@ export class StoreServer {
 
   /**
    * Applies one `retain <descriptor>` / `release <descriptor>` line of a reference channel. A
-   * retain of a payload not registered yet waits for it (see BufferStore.retainReference).
+   * retain of a payload not registered yet waits for it (see CountedStore.retainReference). A
+   * store that counts no references (header mode) refuses the line.
    */
   #applyReference(line: string): void {
+    if (!(this.store instanceof CountedStore)) {
+      throw new OdbError('ODB_ERR_PROTOCOL', 'this store counts no references');
+    }
+    const store = this.store;
     const space = line.indexOf(' ');
     const verb = line.slice(0, space);
     if (space === -1 || (verb !== 'retain' && verb !== 'release')) {
@@ -284,8 +295,8 @@ export class StoreServer {
     verifyDescriptor(descriptor, this.store.keyring, verb === 'release' ? 0 : Date.now());
     const id = payloadIdHex(descriptor);
     const token = referenceToken(descriptor.bytes);
-    if (verb === 'retain') this.store.retainReference(id, token);
-    else this.store.releaseReference(id, token);
+    if (verb === 'retain') store.retainReference(id, token);
+    else store.releaseReference(id, token);
   }
 
   #release(res: ServerResponse, text: string): void {

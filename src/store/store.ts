@@ -1,5 +1,9 @@
+/**
+ * The buffer store: payloads a process offers as descriptors, held against a memory budget and a
+ * TTL until their consumer releases them or they expire; what its fetch server (server.ts) reads
+ * from. Header mode uses it as is; stream mode's counted entries are in counted-store.ts.
+ */
 import { randomFillSync } from 'node:crypto';
-import { ReferenceLedger, referenceToken } from './references.js';
 import { OdbError } from '../core/errors.js';
 import type { Keyring } from '../core/keys/keyring.js';
 import { payloadIdBytes, signDescriptor, type Descriptor } from '../protocol/descriptor.js';
@@ -36,11 +40,6 @@ export interface StoreEntry {
   readers: number;
   /** Released or expired: no new fetch finds it; the source is abandoned after the last reader. */
   dropped: boolean;
-  /**
-   * References to a counted entry (stream mode: one per process that may still resolve a
-   * descriptor to it); undefined for an entry released by its one consumer.
-   */
-  readonly refs: ReferenceLedger | undefined;
   expiresAt: number;
 }
 
@@ -88,14 +87,8 @@ export class BufferStore {
     transitBytes: 0,
     transitSqueezed: 0,
   };
-  readonly #now: () => number;
-  readonly #entries = new Map<string, StoreEntry>();
-  readonly #waiting = new Map<string, (() => void)[]>();
-  /** References to payloads not registered yet (they reach the store before the payload). */
-  readonly #unregistered = new Map<
-    string,
-    { readonly refs: ReferenceLedger; readonly expiresAt: number }
-  >();
+  protected readonly now: () => number;
+  protected readonly entries = new Map<string, StoreEntry>();
   readonly #onDrop: BufferStoreOptions['onDrop'];
   #endpoint: string | undefined;
   #sweeper: NodeJS.Timeout | undefined;
@@ -105,7 +98,7 @@ export class BufferStore {
     this.budgetBytes = options.budgetBytes ?? defaultBudgetBytes;
     this.ttlMs = options.ttlMs ?? defaultTtlMs;
     this.maxEntries = options.maxEntries ?? 100_000;
-    this.#now = options.now ?? Date.now;
+    this.now = options.now ?? Date.now;
     this.#onDrop = options.onDrop;
   }
 
@@ -128,7 +121,7 @@ export class BufferStore {
    * file range, a generator) always fits, even while fetches in transit have spent the budget.
    */
   hasRoomFor(charge: number): boolean {
-    return this.#entries.size < this.maxEntries && (charge === 0 || charge <= this.#room());
+    return this.entries.size < this.maxEntries && (charge === 0 || charge <= this.#room());
   }
 
   /** Budget bytes neither charged by payloads nor held by fetches in transit. */
@@ -167,14 +160,14 @@ export class BufferStore {
       return undefined;
     }
     const payloadId = nextPayloadId();
-    const expiresAt = this.#now() + this.ttlMs;
+    const expiresAt = this.now() + this.ttlMs;
     const size = source.size;
     const open = size === undefined;
     const descriptor = signDescriptor(
       { endpoint, payloadId, offset: 0, length: size ?? 0, totalSize: size ?? 0, expiresAt, open },
       this.keyring.signing,
     );
-    this.#add({
+    this.add({
       id: descriptor.payloadId.toString('hex'),
       source,
       charge,
@@ -182,110 +175,16 @@ export class BufferStore {
       open,
       readers: 0,
       dropped: false,
-      refs: undefined,
     });
     return descriptor;
   }
 
-  /**
-   * Registers `source` under a descriptor signed elsewhere in this process (stream mode signs on
-   * the application's thread), as a counted entry holding the one reference that descriptor
-   * grants. False when full.
-   */
-  adopt(descriptor: Descriptor, source: PayloadSource, charge: number): boolean {
-    if (!this.hasRoomFor(charge)) {
-      this.stats.rejectedFull++;
-      return false;
-    }
-    const id = descriptor.payloadId.toString('hex');
-    const refs = this.#unregistered.get(id)?.refs ?? new ReferenceLedger();
-    this.#unregistered.delete(id);
-    refs.retain(referenceToken(descriptor.bytes));
-    const entry: StoreEntry = {
-      id,
-      source,
-      charge,
-      expiresAt: descriptor.expiresAt,
-      open: descriptor.open,
-      readers: 0,
-      dropped: false,
-      refs,
-    };
-    this.#add(entry);
-    // Its only holder may have been done before the payload got here.
-    if (refs.count === 0) this.#drop(entry, 'released');
-    return true;
-  }
-
-  #add(entry: StoreEntry): void {
-    this.#entries.set(entry.id, entry);
-    this.stats.entries = this.#entries.size;
+  /** Holds `entry`, counted in the stats. */
+  protected add(entry: StoreEntry): void {
+    this.entries.set(entry.id, entry);
+    this.stats.entries = this.entries.size;
     this.stats.chargedBytes += entry.charge;
     this.stats.registered++;
-    const waiting = this.#waiting.get(entry.id);
-    if (waiting) {
-      this.#waiting.delete(entry.id);
-      for (const wake of waiting) wake();
-    }
-  }
-
-  /** Adds the reference `token` grants to a counted entry and extends its life by the TTL. */
-  retainReference(id: string, token: string): boolean {
-    return this.#reference(id, token, 'retain');
-  }
-
-  /** Gives back the reference `token` granted; the entry goes with its last reference. */
-  releaseReference(id: string, token: string): boolean {
-    return this.#reference(id, token, 'release');
-  }
-
-  /**
-   * Applies a retain or release to a counted entry. For a payload not registered yet, it waits
-   * for the payload (up to the TTL), and the answer is false.
-   */
-  #reference(id: string, token: string, verb: 'retain' | 'release'): boolean {
-    const entry = this.#entries.get(id);
-    if (!entry?.refs) {
-      this.#pendingReferences(id)?.[verb](token);
-      return false;
-    }
-    entry.refs[verb](token);
-    if (verb === 'retain') entry.expiresAt = Math.max(entry.expiresAt, this.#now() + this.ttlMs);
-    else if (entry.refs.count === 0) this.#drop(entry, 'released');
-    return true;
-  }
-
-  /** The ledger of a payload not registered yet; undefined once too many are pending. */
-  #pendingReferences(id: string): ReferenceLedger | undefined {
-    const pending = this.#unregistered.get(id);
-    if (pending) return pending.refs;
-    if (this.#unregistered.size >= this.maxEntries) return undefined;
-    const refs = new ReferenceLedger();
-    this.#unregistered.set(id, { refs, expiresAt: this.#now() + this.ttlMs });
-    return refs;
-  }
-
-  /**
-   * Resolves true once an entry with this id is held (registrations and fetches reach a store by
-   * different paths), false after `timeoutMs`.
-   */
-  whenRegistered(id: string, timeoutMs: number): Promise<boolean> {
-    if (this.#entries.has(id)) return Promise.resolve(true);
-    return new Promise((resolve) => {
-      const wake = (): void => {
-        clearTimeout(timer);
-        resolve(true);
-      };
-      const timer = setTimeout(() => {
-        const list = this.#waiting.get(id);
-        const i = list?.indexOf(wake) ?? -1;
-        if (list && i >= 0) list.splice(i, 1);
-        if (list?.length === 0) this.#waiting.delete(id);
-        resolve(false);
-      }, timeoutMs);
-      timer.unref();
-      this.#waiting.set(id, [...(this.#waiting.get(id) ?? []), wake]);
-    });
   }
 
   /**
@@ -293,10 +192,10 @@ export class BufferStore {
    * ODB_ERR_NOT_FOUND or ODB_ERR_EXPIRED.
    */
   beginRead(id: string): StoreEntry {
-    const entry = this.#entries.get(id);
+    const entry = this.entries.get(id);
     if (!entry) throw new OdbError('ODB_ERR_NOT_FOUND', `payload ${id}`);
-    if (entry.readers === 0 && this.#now() > entry.expiresAt) {
-      this.#drop(entry, 'expired');
+    if (entry.readers === 0 && this.now() > entry.expiresAt) {
+      this.drop(entry, 'expired');
       throw new OdbError('ODB_ERR_EXPIRED', `payload ${id}`);
     }
     entry.readers++;
@@ -311,41 +210,45 @@ export class BufferStore {
 
   /** True when an entry with this hex id is held. */
   has(id: string): boolean {
-    return this.#entries.has(id);
+    return this.entries.has(id);
   }
 
   /**
-   * Releases the entry now (idempotent); counted entries go with their last reference instead
-   * (see {@link releaseReference}). Fetches already streaming it finish.
+   * Releases the entry now (idempotent). Fetches already streaming it finish. Counted entries
+   * (stream mode) go with their last reference instead, not here.
    */
   release(id: string): boolean {
-    const entry = this.#entries.get(id);
-    if (!entry || entry.refs) return false;
-    this.#drop(entry, 'released');
+    const entry = this.entries.get(id);
+    if (!entry || this.isCounted(entry)) return false;
+    this.drop(entry, 'released');
     return true;
   }
 
   /** Drops every expired entry that no fetch is streaming. */
   sweep(): void {
-    const now = this.#now();
-    for (const entry of this.#entries.values()) {
-      if (entry.readers === 0 && now > entry.expiresAt) this.#drop(entry, 'expired');
+    const now = this.now();
+    for (const entry of this.entries.values()) {
+      if (entry.readers === 0 && now > entry.expiresAt) this.drop(entry, 'expired');
     }
-    for (const [id, pending] of this.#unregistered)
-      if (now > pending.expiresAt) this.#unregistered.delete(id);
   }
 
   /** Stops expiring entries and drops them all. */
   close(): void {
     if (this.#sweeper) clearInterval(this.#sweeper);
     this.#sweeper = undefined;
-    for (const entry of this.#entries.values()) this.#drop(entry, 'released');
+    for (const entry of this.entries.values()) this.drop(entry, 'released');
   }
 
-  #drop(entry: StoreEntry, why: 'released' | 'expired'): void {
-    if (this.#entries.get(entry.id) !== entry) return;
-    this.#entries.delete(entry.id);
-    this.stats.entries = this.#entries.size;
+  /** True for an entry that goes with its last reference rather than with {@link release}. */
+  protected isCounted(_entry: StoreEntry): boolean {
+    return false;
+  }
+
+  /** Takes `entry` out of the store; the source is abandoned after its last reader. */
+  protected drop(entry: StoreEntry, why: 'released' | 'expired'): void {
+    if (this.entries.get(entry.id) !== entry) return;
+    this.entries.delete(entry.id);
+    this.stats.entries = this.entries.size;
     this.stats.chargedBytes -= entry.charge;
     this.stats[why]++;
     entry.dropped = true;

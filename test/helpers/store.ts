@@ -2,13 +2,15 @@
 import { generateClusterKey, Keyring, type ClusterKey } from '../../src/core/keys/keyring.js';
 import { signDescriptor, type Descriptor } from '../../src/protocol/descriptor.js';
 import { StoreServer, type StoreServerOptions } from '../../src/store/server.js';
-import { BufferStore, type BufferStoreOptions } from '../../src/store/store.js';
+import { CountedStore } from '../../src/store/counted-store.js';
+import type { BufferStoreOptions } from '../../src/store/store.js';
 
 /** A running store with a fresh cluster key. */
 export interface TestStore {
   readonly key: ClusterKey;
   readonly keyring: Keyring;
-  readonly store: BufferStore;
+  /** Counted, so stream mode's adopt and references work too; registered entries behave as in a plain store. */
+  readonly store: CountedStore;
   readonly server: StoreServer;
   /** `127.0.0.1:<port>`, as written into descriptors. */
   readonly endpoint: string;
@@ -24,7 +26,7 @@ export async function startTestStore(
 ): Promise<TestStore> {
   const key = generateClusterKey();
   const keyring = new Keyring([key]);
-  const store = new BufferStore({ keyring, ttlMs: 60_000, ...storeOptions });
+  const store = new CountedStore({ keyring, ttlMs: 60_000, ...storeOptions });
   const server = new StoreServer({ ...options, store });
   const endpoint = await server.listen('127.0.0.1', 0);
   return {

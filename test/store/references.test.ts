@@ -6,7 +6,7 @@ import { deriveDescriptor, payloadIdHex, signDescriptor } from '../../src/protoc
 import { MemoryPayload } from '../../src/store/payloads/memory.js';
 import { lineReader } from '../../src/store/reference-channel.js';
 import { ReferenceLedger, referenceToken } from '../../src/store/references.js';
-import { BufferStore } from '../../src/store/store.js';
+import { CountedStore } from '../../src/store/counted-store.js';
 import { fuzzRuns } from '../helpers/repo.js';
 
 const keyring = new Keyring([generateClusterKey()]);
@@ -53,7 +53,7 @@ test('reference ledger: whatever order the owner sees, the count reaches 0 only 
   );
 });
 
-function adoptable(store: BufferStore, size: number) {
+function adoptable(store: CountedStore, size: number) {
   const descriptor = signDescriptor(
     {
       endpoint: '127.0.0.1:1',
@@ -77,7 +77,7 @@ function adoptable(store: BufferStore, size: number) {
 }
 
 test('store: a counted payload stays while any reference is held, even if a release overtakes its retain', () => {
-  const store = new BufferStore({ keyring });
+  const store = new CountedStore({ keyring });
   store.advertise('127.0.0.1:1');
   const { descriptor, id, adopt } = adoptable(store, 10);
   assert.ok(adopt());
@@ -99,7 +99,7 @@ test('store: a counted payload stays while any reference is held, even if a rele
 });
 
 test('store: references that reach the store before their payload are applied when it arrives', () => {
-  const store = new BufferStore({ keyring });
+  const store = new CountedStore({ keyring });
   store.advertise('127.0.0.1:1');
   const done = adoptable(store, 12);
   assert.equal(store.releaseReference(done.id, referenceToken(done.descriptor.bytes)), false);

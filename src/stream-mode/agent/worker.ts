@@ -23,7 +23,7 @@ import { BufferFetcher } from './fetcher.js';
 import { ReferenceChannels } from '../../store/reference-channel.js';
 import { referenceToken } from '../../store/references.js';
 import { StoreServer } from '../../store/server.js';
-import { BufferStore } from '../../store/store.js';
+import { CountedStore } from '../../store/counted-store.js';
 import type { AgentEvent, AgentMessage, AgentSettings, PeerCounters } from './protocol.js';
 import { CollectionPacer, obtainGc } from '../memory/collector.js';
 import { freedByCollection, ownPayloadSource } from '../memory/own-payload.js';
@@ -38,7 +38,7 @@ const loaded = loadLazyBinding(settings.native);
 const ownMemory = 'binding' in loaded ? loaded.binding : undefined;
 /** Without the addon, dropped payloads' shared memory goes only once this isolate collects it. */
 const droppedPayloads = new CollectionPacer(obtainGc());
-const store = new BufferStore({
+const store = new CountedStore({
   keyring,
   budgetBytes: settings.budgetBytes,
   ttlMs: settings.ttlMs,
