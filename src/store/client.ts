@@ -1,3 +1,8 @@
+/**
+ * The fetch client of a front end: pooled connections (undici) to the buffer stores it may use,
+ * fetches of a descriptor's range into a writable, releases and pings (docs/protocol.md §4). A
+ * bounded number of connections per store, and a bounded wait for one (connection-slots.ts).
+ */
 import type { Socket } from 'node:net';
 import { Writable } from 'node:stream';
 import { observedConnector } from '../http-core/connector.js';
@@ -238,24 +243,6 @@ export class StoreClient {
     });
     const text = await body.text();
     if (statusCode !== 204) throw refusalError(statusCode, headers[errorHeader], text);
-  }
-
-  /** The descriptor's bytes in one buffer (for ranges that fit in memory: page fills). */
-  async fetchBuffer(descriptor: Descriptor, options: FetchOptions = {}): Promise<Buffer> {
-    if (descriptor.open)
-      throw new OdbError('ODB_ERR_PROTOCOL', 'cannot fetch an open payload into one buffer');
-    const out = Buffer.allocUnsafe(descriptor.length);
-    let at = 0;
-    const collector = new Writable({
-      write(chunk: Buffer, _enc, cb) {
-        at += chunk.copy(out, at);
-        cb();
-      },
-    });
-    await this.fetch(descriptor, { start: () => collector }, options);
-    if (at !== descriptor.length)
-      throw new OdbError('ODB_ERR_FETCH_ABORTED', `${at} of ${descriptor.length} bytes`);
-    return out;
   }
 
   /**
