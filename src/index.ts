@@ -13,6 +13,7 @@ export {
   loadKeyring,
   parseKeyFile,
   type ClusterKey,
+  type ReadKeyFileOptions,
 } from './core/keys/keyring.js';
 export {
   decodeDescriptor,
@@ -30,36 +31,48 @@ export {
   odbContentLengthHeader,
   odbPayloadHeader,
 } from './protocol/http-headers.js';
+export type { StorePing } from './protocol/store-rpc.js';
+export type { KeyCheck } from './protocol/key-proof.js';
+export type { ResponseHeaders } from './http-core/response-sink.js';
+export type { ListenerGuard, ListenerLimits, LimitHit } from './http-core/listener-limits.js';
 export {
   BufferStore,
   defaultBudgetBytes,
   defaultTtlMs,
   type BufferStoreOptions,
+  type StoreEntry,
   type StoreStats,
 } from './store/store.js';
-export { StoreServer, type StoreServerOptions } from './store/server.js';
+export { StoreServer, type StoreServerOptions, type StoreServerStats } from './store/server.js';
+export type { FetchLimitKind, FetchLimits } from './store/fetch-limits.js';
 export {
   StoreClient,
   type FetchOptions,
   type FetchTarget,
   type StoreClientOptions,
+  type StoreClientStats,
 } from './store/client.js';
-export type { PayloadSource } from './store/payloads/source.js';
+export type { SlotStats } from './store/connection-slots.js';
+export type { PayloadSource, ReadOptions } from './store/payloads/source.js';
 export { MemoryPayload } from './store/payloads/memory.js';
-export { FilePayload } from './store/payloads/file.js';
+export { FilePayload, type FileIdentity } from './store/payloads/file.js';
 export {
   OdbBackend,
   defaultThresholdBytes,
   type OdbBackendOptions,
+  type OdbBackendStats,
   type PayloadHead,
 } from './header-mode/backend.js';
 export {
   OdbGateway,
   answerBadGateway,
   stripOdbHeaders,
+  type DeliverOptions,
   type DeliveryFailure,
   type OdbGatewayOptions,
+  type OdbGatewayStats,
   type Shortcut,
+  type StoreKeyCheck,
 } from './header-mode/frontend.js';
 export {
   SyntheticPayload,
