@@ -1,3 +1,4 @@
+/** Logging (pino, JSON lines): the logger of an `odb` process and the silent one for libraries. */
 import { pino, type Logger } from 'pino';
 
 export type { Logger };

@@ -1,9 +1,8 @@
+/** Reading figures back from a tier's Prometheus endpoint. */
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 
 const run = promisify(execFile);
-
-/** Reading figures back from a tier's Prometheus endpoint. */
 
 /** One parsed sample line. */
 export interface Sample {

@@ -1,3 +1,4 @@
+/** The socket connector of every undici pool ODB opens (upstreams and stores). */
 import type { Socket } from 'node:net';
 import { buildConnector } from 'undici';
 

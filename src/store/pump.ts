@@ -1,3 +1,7 @@
+/**
+ * The copy loop of the store server: a payload source's range into a socket, with backpressure and
+ * writes bounded in size, so a slow or vanished reader costs neither memory nor a stuck read.
+ */
 import type { Writable } from 'node:stream';
 import type { PayloadSource, ReadOptions } from './payloads/source.js';
 

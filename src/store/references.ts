@@ -1,3 +1,7 @@
+/**
+ * Counting the processes that may still resolve a descriptor to a payload (stream mode): a ledger
+ * of retain and release tokens, and the token a descriptor grants.
+ */
 import { macBytes } from '../protocol/descriptor.js';
 
 /**

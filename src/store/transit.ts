@@ -1,3 +1,4 @@
+/** The bytes a fetch has read into memory and not yet flushed, charged to the store's budget. */
 import type { BufferStore } from './store.js';
 
 /**

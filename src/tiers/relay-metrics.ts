@@ -1,3 +1,4 @@
+/** The metrics of a relaying tier (fe, is), read from its relay and socket counters. */
 import type { HttpRelay } from './http-relay.js';
 import type { TierMetrics } from './metrics.js';
 import type { SocketByteCounter } from './socket-counter.js';

@@ -1,3 +1,4 @@
+/** Byte counts per group of sockets, for the tiers' metrics. */
 import type { Socket } from 'node:net';
 
 /**

@@ -1,3 +1,4 @@
+/** The metrics of a front end's store client. */
 import type { StoreClient } from '../store/client.js';
 import type { TierMetrics } from './metrics.js';
 

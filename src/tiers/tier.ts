@@ -1,3 +1,4 @@
+/** What every tier process shares: its listener, limits, send watchdog, metrics and shutdown. */
 import { createServer, type RequestListener } from 'node:http';
 import { ListenerGuard, type ListenerLimits } from '../http-core/listener-limits.js';
 import type { Logger } from '../core/log.js';

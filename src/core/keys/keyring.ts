@@ -1,3 +1,4 @@
+/** Cluster keys: the key file's strict format and the keyring that signs and verifies with them. */
 import { randomBytes, randomInt } from 'node:crypto';
 import { closeSync, constants, fstatSync, openSync, readFileSync } from 'node:fs';
 import { OdbError } from '../errors.js';

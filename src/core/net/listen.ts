@@ -1,3 +1,4 @@
+/** Listening on an address and closing a server without cutting responses in flight. */
 import type { Server as HttpServer, IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo, Server } from 'node:net';
 import { formatAddress, type HostPort } from './address.js';

@@ -1,3 +1,4 @@
+/** Payloads that are byte ranges of files on disk, checked against the file they were registered from. */
 import { open, stat } from 'node:fs/promises';
 import { OdbError } from '../../core/errors.js';
 import type { PayloadSource, ReadOptions } from './source.js';

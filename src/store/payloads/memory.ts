@@ -1,3 +1,4 @@
+/** Payloads held in memory: a body captured as its handler writes it, readable while it grows. */
 import { OdbError } from '../../core/errors.js';
 import type { PayloadSource } from './source.js';
 
