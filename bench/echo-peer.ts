@@ -1,5 +1,5 @@
 /**
- * Echo benchmark peers (the kernel-bypass study's method, seeds/002 ch. 5): many persistent
+ * Echo benchmark peers (the kernel-bypass study's method, ch. 5; see docs/architecture.md, "Sources"): many persistent
  * connections exchanging small messages, to measure what ODB's framing costs when nothing is
  * bypassed. `plain` echoes raw bytes; `framed` wraps every write in stream-mode R frames and
  * decodes them on receipt, as an ODB connection does.

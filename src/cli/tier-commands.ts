@@ -63,7 +63,7 @@ const common = {
 
 const l = defaultListenerLimits;
 const seconds = (ms: number): string => `${ms / 1000}s`;
-/** Limits of each tier's client-facing listener (docs/security.md, "Limits"). */
+/** Limits of each tier's client-facing listener (docs/security.md, "Limits and their defaults"). */
 const listenerLimitOptions = {
   maxConnections: {
     flag: '--max-connections <n>',

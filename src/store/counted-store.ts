@@ -1,7 +1,7 @@
 /**
  * A buffer store whose entries are counted (stream mode): a payload is held while any process
  * may still resolve a descriptor to it, one reference per forwarded descriptor, and goes with its
- * last reference (docs/stream-mode.md, "References"). Payloads are signed on the application's
+ * last reference (docs/stream-mode.md, "How it works"). Payloads are signed on the application's
  * thread and adopted here, so fetches and references may reach the store before the payload.
  */
 import { ReferenceLedger, referenceToken } from './references.js';
