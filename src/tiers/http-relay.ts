@@ -8,7 +8,7 @@ import type { Socket } from 'node:net';
 import type { Writable } from 'node:stream';
 import { Pool } from 'undici';
 import { observedConnector } from '../http-core/connector.js';
-import { OdbError } from '../core/errors.js';
+import { OdbError, httpStatusOf } from '../core/errors.js';
 import { silentLogger, type Logger } from '../core/log.js';
 import { endToEndHeaders } from '../http-core/hop-by-hop.js';
 import { requestHasBody } from '../http-core/message.js';
@@ -202,7 +202,11 @@ export class HttpRelay {
     if (target.authority !== undefined) headers.host = target.authority;
     if (this.#queued >= this.#queue.maxQueued) {
       this.stats.upstreamQueueFull++;
-      answerPlain(res, 503, 'Service Unavailable: every upstream connection is busy\n');
+      answerPlain(
+        res,
+        httpStatusOf('ODB_ERR_UPSTREAM_BUSY'),
+        'Service Unavailable: every upstream connection is busy\n',
+      );
       return;
     }
     this.#hooks.requestHeaders?.(headers, req, attempt);
@@ -279,7 +283,11 @@ export class HttpRelay {
     if (code === 'ODB_ERR_UPSTREAM_BUSY' && !res.headersSent) {
       // Counted in upstreamQueueTimeouts: the upstream did not fail, it was busy.
       this.#log.info({ err: err.message, url: req.url }, 'no upstream connection: answered 503');
-      answerPlain(res, 503, 'Service Unavailable: every upstream connection is busy\n');
+      answerPlain(
+        res,
+        httpStatusOf('ODB_ERR_UPSTREAM_BUSY'),
+        'Service Unavailable: every upstream connection is busy\n',
+      );
       return;
     }
     this.stats.upstreamFailures++;
