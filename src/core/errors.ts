@@ -42,6 +42,7 @@ const registry = {
   ODB_ERR_BAD_CRC: E('stream-mode frame header CRC-8 does not match'),
   ODB_ERR_FRAME_TOO_LARGE: E('stream-mode frame exceeds the length limit for its type'),
   ODB_ERR_UPSTREAM_BUSY: E('no upstream connection became free in time', 503),
+  ODB_ERR_DESTINATION_CLOSED: E('destination closed before the response body ended'),
   ODB_ERR_INVALID_OPTION: E('an option or configuration value is invalid'),
   ODB_ERR_KEY_FILE: E('the cluster key file is missing or invalid'),
   ODB_ERR_LISTEN: E('a listen address cannot be bound'),

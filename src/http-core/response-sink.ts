@@ -5,6 +5,7 @@
  */
 import type { Writable } from 'node:stream';
 import type { Dispatcher } from 'undici';
+import { OdbError } from '../core/errors.js';
 
 export type ResponseHeaders = Record<string, string | string[] | undefined>;
 
@@ -28,9 +29,9 @@ export interface ResponseSinkCallbacks {
 }
 
 /** Thrown into the upstream request when the destination closed before the body ended. */
-export class DestinationClosedError extends Error {
+export class DestinationClosedError extends OdbError {
   constructor() {
-    super('destination closed before the response body ended');
+    super('ODB_ERR_DESTINATION_CLOSED');
     this.name = 'DestinationClosedError';
   }
 }

@@ -1,5 +1,5 @@
 // Every stable code is documented with its status, the page documents no code that does not
-// exist, and isOdbError knows the errors of another copy of the module.
+// exist, isOdbError knows the errors of another copy of the module, and every error has a code.
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -12,7 +12,9 @@ import {
   type OdbErrorCode,
 } from '../../src/core/errors.js';
 import type * as errors from '../../src/core/errors.js';
+import { DestinationClosedError } from '../../src/http-core/response-sink.js';
 import { statusForError } from '../../src/protocol/store-rpc.js';
+import { classify } from '../../src/store/fetch-errors.js';
 import { repoRoot } from '../helpers/repo.js';
 
 const codes = Object.keys(errorCodes) as OdbErrorCode[];
@@ -91,4 +93,22 @@ test('the brand does not show in what is logged of an error', () => {
   const err = new OdbError('ODB_ERR_PROTOCOL', 'x');
   assert.deepEqual(Object.getOwnPropertySymbols(err), []);
   assert.ok(!Object.keys(err).some((k) => k.includes('odb.error')));
+});
+
+test('a closed destination has a code, and a fetch it ends is still an aborted fetch', () => {
+  const closed = new DestinationClosedError();
+  assert.ok(closed instanceof DestinationClosedError);
+  assert.ok(isOdbError(closed, 'ODB_ERR_DESTINATION_CLOSED'));
+  assert.equal(closed.name, 'DestinationClosedError');
+  assert.equal(closed.message, 'destination closed before the response body ended');
+  assert.equal(httpStatusOf('ODB_ERR_DESTINATION_CLOSED'), undefined);
+  // What a store client's caller sees (the front end tells a client that left by the cause).
+  const fetchError = classify(closed, undefined);
+  assert.ok(isOdbError(fetchError, 'ODB_ERR_FETCH_ABORTED'));
+  assert.equal(fetchError.cause, closed);
+  assert.equal(fetchError.detail, closed.message);
+  assert.ok(isOdbError(classify(closed, 'waiting'), 'ODB_ERR_FETCH_TIMEOUT'));
+  // Any other OdbError is passed on as it is.
+  const busy = new OdbError('ODB_ERR_BUSY');
+  assert.equal(classify(busy, undefined), busy);
 });
