@@ -46,6 +46,12 @@ const registry = {
   ODB_ERR_INVALID_OPTION: E('an option or configuration value is invalid'),
   ODB_ERR_KEY_FILE: E('the cluster key file is missing or invalid'),
   ODB_ERR_LISTEN: E('a listen address cannot be bound'),
+  ODB_ERR_UNSUPPORTED_RUNTIME: E(
+    'an internal of this Node.js runtime is missing or not as expected',
+  ),
+  ODB_ERR_DEMO_PROCESS: E(
+    'a process the demo started failed to get ready, exited, or could not be measured',
+  ),
 } as const satisfies Record<`ODB_ERR_${string}`, CodeSpec>;
 
 /** A stable ODB error code. */

@@ -45,6 +45,8 @@ export class ResponseSink implements Dispatcher.DispatchHandler {
   #ended = false;
   #done = false;
   #leftQueue = false;
+  /** Why {@link abort} gave up, told to undici should it start the request after that. */
+  #abandonedWith: Error | undefined;
 
   constructor(callbacks: ResponseSinkCallbacks) {
     this.#callbacks = callbacks;
@@ -58,7 +60,7 @@ export class ResponseSink implements Dispatcher.DispatchHandler {
   onRequestStart(controller: Dispatcher.DispatchController): void {
     this.#dequeued();
     this.#controller = controller;
-    if (this.#done) controller.abort(new Error('request abandoned before it was sent'));
+    if (this.#done) controller.abort(this.#abandonedWith!);
   }
 
   /**
@@ -67,6 +69,7 @@ export class ResponseSink implements Dispatcher.DispatchHandler {
    */
   abort(err: Error): void {
     if (this.#done) return;
+    this.#abandonedWith = err;
     if (this.#destination && !this.#destination.destroyed) this.#destination.destroy();
     this.#controller?.abort(err);
     this.#finish(err);

@@ -139,7 +139,9 @@ export class HttpRelay {
   #next = 0;
 
   constructor(options: HttpRelayOptions) {
-    if (options.upstreams.length === 0) throw new Error('a relay needs at least one upstream');
+    if (options.upstreams.length === 0) {
+      throw new OdbError('ODB_ERR_INVALID_OPTION', 'a relay needs at least one upstream');
+    }
     const connect = observedConnector(10_000, options.onUpstreamSocket);
     this.#pools = options.upstreams.map(
       (origin) =>
