@@ -159,4 +159,16 @@ export default tseslint.config(
       ],
     },
   },
+  {
+    files: ['src/**/*.ts'],
+    rules: {
+      'no-restricted-syntax': [
+        'error',
+        {
+          selector: "NewExpression[callee.name='Error'], CallExpression[callee.name='Error']",
+          message: 'a bare Error has no code: use an error of the registry (src/core/errors.ts)',
+        },
+      ],
+    },
+  },
 );

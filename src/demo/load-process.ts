@@ -1,6 +1,7 @@
 /** Runs `odb load` as its own process, so the generator's CPU never counts as a tier's. */
 import { spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
+import { OdbError } from '../core/errors.js';
 import type { LoadResult } from '../loadgen/load.js';
 import { odbBin } from './tier-process.js';
 
@@ -28,7 +29,11 @@ export function runLoadProcess(
     child.once('exit', (code) => {
       measuring.then(() => {
         if (code === 0 && result) resolve(result);
-        else reject(new Error(`odb load exited ${code}: ${stderr.slice(-2000)}`));
+        else {
+          reject(
+            new OdbError('ODB_ERR_DEMO_PROCESS', `odb load exited ${code}: ${stderr.slice(-2000)}`),
+          );
+        }
       }, reject);
     });
   });

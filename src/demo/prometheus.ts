@@ -1,6 +1,7 @@
 /** Reading figures back from a tier's Prometheus endpoint. */
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
+import { OdbError } from '../core/errors.js';
 
 const run = promisify(execFile);
 
@@ -52,6 +53,8 @@ export async function scrape(address: string, prefix: readonly string[] = []): P
     return parsePrometheus(stdout);
   }
   const response = await fetch(`http://${address}/metrics`);
-  if (!response.ok) throw new Error(`metrics at ${address}: HTTP ${response.status}`);
+  if (!response.ok) {
+    throw new OdbError('ODB_ERR_DEMO_PROCESS', `metrics at ${address}: HTTP ${response.status}`);
+  }
   return parsePrometheus(await response.text());
 }

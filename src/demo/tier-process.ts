@@ -5,6 +5,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { OdbError } from '../core/errors.js';
 import type { TierHandle } from './tier-handle.js';
 
 /** Path of `bin/odb` in this checkout. */
@@ -69,7 +70,8 @@ export function startOdbProcess(
       const timer = setTimeout(() => {
         watchers.delete(watch);
         reject(
-          new Error(
+          new OdbError(
+            'ODB_ERR_DEMO_PROCESS',
             `${name}: no matching log line within ${timeoutMs} ms; stderr: ${stderr.slice(-2000)}`,
           ),
         );
@@ -86,7 +88,8 @@ export function startOdbProcess(
         clearTimeout(timer);
         watchers.delete(watch);
         reject(
-          new Error(
+          new OdbError(
+            'ODB_ERR_DEMO_PROCESS',
             `${name} exited (${child.exitCode ?? child.signalCode}); stderr: ${stderr.slice(-2000)}`,
           ),
         );

@@ -5,6 +5,7 @@
  */
 import type { Writable } from 'node:stream';
 import type { Dispatcher } from 'undici';
+import { OdbError } from '../core/errors.js';
 
 export type ResponseHeaders = Record<string, string | string[] | undefined>;
 
@@ -28,9 +29,9 @@ export interface ResponseSinkCallbacks {
 }
 
 /** Thrown into the upstream request when the destination closed before the body ended. */
-export class DestinationClosedError extends Error {
+export class DestinationClosedError extends OdbError {
   constructor() {
-    super('destination closed before the response body ended');
+    super('ODB_ERR_DESTINATION_CLOSED');
     this.name = 'DestinationClosedError';
   }
 }
@@ -44,6 +45,8 @@ export class ResponseSink implements Dispatcher.DispatchHandler {
   #ended = false;
   #done = false;
   #leftQueue = false;
+  /** Why {@link abort} gave up, told to undici should it start the request after that. */
+  #abandonedWith: Error | undefined;
 
   constructor(callbacks: ResponseSinkCallbacks) {
     this.#callbacks = callbacks;
@@ -57,7 +60,7 @@ export class ResponseSink implements Dispatcher.DispatchHandler {
   onRequestStart(controller: Dispatcher.DispatchController): void {
     this.#dequeued();
     this.#controller = controller;
-    if (this.#done) controller.abort(new Error('request abandoned before it was sent'));
+    if (this.#done) controller.abort(this.#abandonedWith!);
   }
 
   /**
@@ -66,6 +69,7 @@ export class ResponseSink implements Dispatcher.DispatchHandler {
    */
   abort(err: Error): void {
     if (this.#done) return;
+    this.#abandonedWith = err;
     if (this.#destination && !this.#destination.destroyed) this.#destination.destroy();
     this.#controller?.abort(err);
     this.#finish(err);

@@ -15,7 +15,7 @@
  *
  * Errors: an HTTP status, the stable code in `odb-error`, and a JSON body {code, message}.
  */
-import type { OdbErrorCode } from '../core/errors.js';
+import { httpStatusOf, type OdbErrorCode } from '../core/errors.js';
 
 /** Every store-protocol path starts with this. */
 export const storeProtocolPrefix = '/odb/';
@@ -62,21 +62,9 @@ export const releaseOnComplete = 'complete';
 /** Response header carrying the stable error code. */
 export const errorHeader = 'odb-error';
 
-const statusByCode: Partial<Record<OdbErrorCode, number>> = {
-  ODB_ERR_BAD_DESCRIPTOR: 400,
-  ODB_ERR_BAD_MAC: 403,
-  ODB_ERR_UNKNOWN_KEY: 403,
-  ODB_ERR_NOT_FOUND: 404,
-  ODB_ERR_SOURCE_CHANGED: 409,
-  ODB_ERR_EXPIRED: 410,
-  ODB_ERR_OUT_OF_RANGE: 416,
-  ODB_ERR_PAYLOAD_FAILED: 500,
-  ODB_ERR_BUSY: 503,
-};
-
-/** HTTP status a store answers with for an error code (500 for codes it does not expect). */
+/** HTTP status a store answers with for an error code (500 for codes that have none). */
 export function statusForError(code: OdbErrorCode): number {
-  return statusByCode[code] ?? 500;
+  return httpStatusOf(code) ?? 500;
 }
 
 /** True for a path of the store protocol (a front end never offers or inspects on those). */

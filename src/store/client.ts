@@ -184,9 +184,11 @@ export class StoreClient {
       // One budget for connecting and the response head; the body has its own idle timeout.
       const timer = setTimeout(() => {
         timedOut = sink.requestSent ? 'waiting' : 'connecting';
-        sink.abort(new Error(`no response head within ${this.#fetchTimeoutMs} ms`));
+        const code = timedOut === 'waiting' ? 'ODB_ERR_FETCH_TIMEOUT' : 'ODB_ERR_STORE_UNREACHABLE';
+        sink.abort(new OdbError(code, `no response head within ${this.#fetchTimeoutMs} ms`));
       }, this.#fetchTimeoutMs);
-      const onCallerAbort = (): void => sink.abort(new Error('fetch aborted by its caller'));
+      const onCallerAbort = (): void =>
+        sink.abort(new OdbError('ODB_ERR_FETCH_ABORTED', 'fetch aborted by its caller'));
       options.signal?.addEventListener('abort', onCallerAbort, { once: true });
       const sink: ResponseSink = new ResponseSink({
         onHead: (statusCode, headers) => {

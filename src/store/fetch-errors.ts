@@ -2,7 +2,7 @@
  * How fetch clients of a buffer store name what went wrong (the stable codes of docs/protocol.md
  * §4), whatever HTTP client they use.
  */
-import { OdbError, errorCodes, type OdbErrorCode } from '../core/errors.js';
+import { OdbError, errorCodes, isOdbError, type OdbErrorCode } from '../core/errors.js';
 
 const unreachableCodes = new Set([
   'ECONNREFUSED',
@@ -20,7 +20,9 @@ const timeoutCodes = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT']
  * deadline fired while connecting or while waiting for the store.
  */
 export function classify(err: unknown, timedOut: 'connecting' | 'waiting' | undefined): OdbError {
-  if (err instanceof OdbError) return err;
+  // A closed destination is why the fetch ended, not what the caller is told: an aborted fetch
+  // (or a timeout) with it as the cause.
+  if (isOdbError(err) && err.code !== 'ODB_ERR_DESTINATION_CLOSED') return err;
   const code = (err as { code?: string }).code ?? '';
   const detail = err instanceof Error ? err.message : String(err);
   if (timedOut === 'connecting') {

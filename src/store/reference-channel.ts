@@ -6,7 +6,7 @@
  */
 import { request } from 'node:http';
 import type { Socket } from 'node:net';
-import { isOdbError } from '../core/errors.js';
+import { OdbError, isOdbError } from '../core/errors.js';
 import type { ClusterKey } from '../core/keys/keyring.js';
 import { parseHostPort } from '../core/net/address.js';
 import { channelProof, channelProofHeader } from '../protocol/key-proof.js';
@@ -185,7 +185,9 @@ export class ReferenceChannels {
       agent: false,
       timeout: this.#options.connectTimeoutMs,
     });
-    req.on('timeout', () => req.destroy(new Error(`no answer within the connect budget`)));
+    req.on('timeout', () =>
+      req.destroy(new OdbError('ODB_ERR_STORE_UNREACHABLE', 'no answer within the connect budget')),
+    );
     req.on('error', (err) => fail(err.message));
     req.on('response', (res) => {
       res.resume();

@@ -375,7 +375,7 @@ export class StoreServer {
     if (res.headersSent) {
       // Mid-body: the only honest signal is to cut the connection short of the announced length.
       this.#log.warn({ code, err: String(err) }, 'store fetch aborted mid-body');
-      res.destroy(err instanceof Error ? err : new Error(String(err)));
+      res.destroy(err instanceof Error ? err : new OdbError(code, String(err), { cause: err }));
       return;
     }
     const message = err instanceof Error ? err.message : String(err);

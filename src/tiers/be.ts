@@ -5,6 +5,7 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Readable, pipeline } from 'node:stream';
+import { OdbError } from '../core/errors.js';
 import type { HostPort } from '../core/net/address.js';
 import type { Keyring } from '../core/keys/keyring.js';
 import { OdbBackend, applyHead, streamPayload, type PayloadHead } from '../header-mode/backend.js';
@@ -81,7 +82,9 @@ export async function startBackend(config: BackendConfig): Promise<RunningTier> 
   const addresses: Record<string, string> = {};
 
   if (config.mode === 'odb') {
-    if (!config.keyring) throw new Error('odb mode needs a cluster key');
+    if (!config.keyring) {
+      throw new OdbError('ODB_ERR_KEY_FILE', 'odb mode needs --key-file (odb keygen --out FILE)');
+    }
     const store = new BufferStore({
       keyring: config.keyring,
       budgetBytes: config.storeBudgetBytes,

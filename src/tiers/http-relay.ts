@@ -8,7 +8,7 @@ import type { Socket } from 'node:net';
 import type { Writable } from 'node:stream';
 import { Pool } from 'undici';
 import { observedConnector } from '../http-core/connector.js';
-import { OdbError } from '../core/errors.js';
+import { OdbError, httpStatusOf } from '../core/errors.js';
 import { silentLogger, type Logger } from '../core/log.js';
 import { endToEndHeaders } from '../http-core/hop-by-hop.js';
 import { requestHasBody } from '../http-core/message.js';
@@ -139,7 +139,9 @@ export class HttpRelay {
   #next = 0;
 
   constructor(options: HttpRelayOptions) {
-    if (options.upstreams.length === 0) throw new Error('a relay needs at least one upstream');
+    if (options.upstreams.length === 0) {
+      throw new OdbError('ODB_ERR_INVALID_OPTION', 'a relay needs at least one upstream');
+    }
     const connect = observedConnector(10_000, options.onUpstreamSocket);
     this.#pools = options.upstreams.map(
       (origin) =>
@@ -202,7 +204,11 @@ export class HttpRelay {
     if (target.authority !== undefined) headers.host = target.authority;
     if (this.#queued >= this.#queue.maxQueued) {
       this.stats.upstreamQueueFull++;
-      answerPlain(res, 503, 'Service Unavailable: every upstream connection is busy\n');
+      answerPlain(
+        res,
+        httpStatusOf('ODB_ERR_UPSTREAM_BUSY'),
+        'Service Unavailable: every upstream connection is busy\n',
+      );
       return;
     }
     this.#hooks.requestHeaders?.(headers, req, attempt);
@@ -279,7 +285,11 @@ export class HttpRelay {
     if (code === 'ODB_ERR_UPSTREAM_BUSY' && !res.headersSent) {
       // Counted in upstreamQueueTimeouts: the upstream did not fail, it was busy.
       this.#log.info({ err: err.message, url: req.url }, 'no upstream connection: answered 503');
-      answerPlain(res, 503, 'Service Unavailable: every upstream connection is busy\n');
+      answerPlain(
+        res,
+        httpStatusOf('ODB_ERR_UPSTREAM_BUSY'),
+        'Service Unavailable: every upstream connection is busy\n',
+      );
       return;
     }
     this.stats.upstreamFailures++;

@@ -94,7 +94,11 @@ export class BufferFetcher {
             else reject(new OdbError('ODB_ERR_FETCH_ABORTED', `${at} of ${length} bytes`));
           });
           // The store failed mid-body: it closes before the announced length.
-          res.on('aborted', () => fail(new Error(`store closed after ${at} of ${length} bytes`)));
+          res.on('aborted', () =>
+            fail(
+              new OdbError('ODB_ERR_FETCH_ABORTED', `store closed after ${at} of ${length} bytes`),
+            ),
+          );
         },
       );
       req.on('socket', (socket) => {
@@ -104,7 +108,8 @@ export class BufferFetcher {
       req.on('error', fail);
       const timer = setTimeout(() => {
         timedOut = phase;
-        req.destroy(new Error(`no complete answer within ${this.#timeoutMs} ms`));
+        const code = phase === 'waiting' ? 'ODB_ERR_FETCH_TIMEOUT' : 'ODB_ERR_STORE_UNREACHABLE';
+        req.destroy(new OdbError(code, `no complete answer within ${this.#timeoutMs} ms`));
       }, this.#timeoutMs);
       req.end();
     });

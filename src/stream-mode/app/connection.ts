@@ -45,6 +45,8 @@ type DestroyHook = (this: Socket, err: Error | null, cb: (err: Error | null) => 
 
 /** The error Node gives writes on a destroyed stream (its class is internal). */
 function streamDestroyed(): Error {
+  // Not of the registry: the application must observe what Node gives it without ODB.
+  // eslint-disable-next-line no-restricted-syntax -- Node's ERR_STREAM_DESTROYED, code and message
   return Object.assign(new Error('Cannot call write after a stream was destroyed'), {
     code: 'ERR_STREAM_DESTROYED',
   });

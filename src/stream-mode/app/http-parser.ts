@@ -17,6 +17,7 @@
  * fetched when the parser reads them (correct, no bypass).
  */
 import { createRequire } from 'node:module';
+import { OdbError, isOdbError } from '../../core/errors.js';
 import type { StreamRuntime } from './runtime.js';
 
 interface ParserLike {
@@ -41,16 +42,21 @@ interface ParserClass {
  */
 const zeros = Buffer.alloc(1024 * 1024);
 
+/** A failed check of Node's parser internals: the substitution is then not installed. */
+function unexpected(what: string): OdbError {
+  return new OdbError('ODB_ERR_UNSUPPORTED_RUNTIME', what);
+}
+
 function parserClass(): ParserClass {
   const require = createRequire(import.meta.url);
   const { HTTPParser } = require('_http_common') as { HTTPParser?: ParserClass };
   if (typeof HTTPParser !== 'function')
-    throw new Error("require('_http_common').HTTPParser is missing");
+    throw unexpected("require('_http_common').HTTPParser is missing");
   for (const name of ['kOnBody', 'kOnHeadersComplete', 'kOnMessageComplete', 'RESPONSE'] as const) {
-    if (typeof HTTPParser[name] !== 'number') throw new Error(`HTTPParser.${name} is missing`);
+    if (typeof HTTPParser[name] !== 'number') throw unexpected(`HTTPParser.${name} is missing`);
   }
   if (typeof HTTPParser.prototype.execute !== 'function')
-    throw new Error('HTTPParser.prototype.execute is missing');
+    throw unexpected('HTTPParser.prototype.execute is missing');
   return HTTPParser;
 }
 
@@ -83,11 +89,10 @@ function executeVirtual(
     parser[kOnBody] = onBody;
   }
   if (cursor !== parsed) {
-    const err = new Error(
-      `ODB: ${parsed - cursor} virtual bytes were parsed as HTTP framing, not body`,
+    return new OdbError(
+      'ODB_ERR_PROTOCOL',
+      `${parsed - cursor} virtual bytes were parsed as HTTP framing, not body`,
     );
-    (err as Error & { code: string }).code = 'ODB_ERR_PROTOCOL';
-    return err;
   }
   return parsed;
 }
@@ -103,16 +108,16 @@ function selfTest(HTTPParser: ParserClass, original: ParserLike['execute']): voi
   parser[HTTPParser.kOnMessageComplete] = () => void (complete = true);
   const virtual = Buffer.alloc(5000, 0x61);
   const head = Buffer.from(`HTTP/1.1 200 OK\r\ncontent-length: ${virtual.length + 3}\r\n\r\n`);
-  if (original.call(parser, head) !== head.length) throw new Error('the head did not parse');
+  if (original.call(parser, head) !== head.length) throw unexpected('the head did not parse');
   const result = executeVirtual(original, parser, HTTPParser.kOnBody, virtual);
-  if (result !== virtual.length) throw new Error(`virtual body: ${String(result)}`);
+  if (result !== virtual.length) throw unexpected(`virtual body: ${String(result)}`);
   if (original.call(parser, Buffer.from('xyz')) !== 3)
-    throw new Error('the real tail did not parse');
+    throw unexpected('the real tail did not parse');
   const delivered = Buffer.concat(bodies).toString('latin1');
   if (!complete || delivered !== 'a'.repeat(5000) + 'xyz')
-    throw new Error('body callbacks did not map back');
+    throw unexpected('body callbacks did not map back');
   if (bodies[0]!.buffer !== virtual.buffer)
-    throw new Error('the body was copied instead of sliced');
+    throw unexpected('the body was copied instead of sliced');
 }
 
 /**
@@ -127,7 +132,10 @@ export function installHttpParser(runtime: StreamRuntime): string | undefined {
     original = HTTPParser.prototype.execute;
     selfTest(HTTPParser, original);
   } catch (err) {
-    return `Node's HTTP parser internals are not as expected (${(err as Error).message})`;
+    const why = isOdbError(err, 'ODB_ERR_UNSUPPORTED_RUNTIME')
+      ? err.detail
+      : (err as Error).message;
+    return `Node's HTTP parser internals are not as expected (${why})`;
   }
   const kOnBody = HTTPParser.kOnBody;
   const noteGarbage = (bytes: number): void => runtime.noteGarbage(bytes);
