@@ -5,7 +5,13 @@
  *            {@link BufferStore}, served by a {@link StoreServer}.
  * Front end: {@link OdbGateway} offers the shortcut, verifies descriptors and delivers the bytes.
  */
-export { OdbError, errorCodes, httpStatusOf, isOdbError, type OdbErrorCode } from './core/errors.js';
+export {
+  OdbError,
+  errorCodes,
+  httpStatusOf,
+  isOdbError,
+  type OdbErrorCode,
+} from './core/errors.js';
 export {
   Keyring,
   formatKeyFile,
