@@ -18,7 +18,8 @@ import {
   type DescriptorFields,
 } from '../../src/protocol/descriptor.js';
 import { signHead } from '../../src/protocol/head-signature.js';
-import { get } from '../helpers/http.js';
+import { answerBadGateway } from '../../src/header-mode/frontend.js';
+import { get, type Received } from '../helpers/http.js';
 import { rawExchange, scriptedServer } from '../helpers/net.js';
 import { workspace } from '../helpers/fixtures.js';
 import { startBackendProcess } from '../helpers/tiers.js';
@@ -124,9 +125,24 @@ function answerWithDescriptor(text: string): void {
       .end();
 }
 
-async function expect502(code: string): Promise<void> {
-  const logged = fe.waitForLog((l) => l.code === code, 5000);
-  const r = await get(url(fe));
+/** The bytes of the front end's 502 (answerBadGateway), as a client receives them. */
+async function badGatewayAnswer(): Promise<{ body: string; sha256: string; bytes: number }> {
+  const server = createServer((_req, res) => answerBadGateway(res));
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  try {
+    const r = await get(`http://127.0.0.1:${(server.address() as { port: number }).port}/`, {
+      keepBody: true,
+    });
+    return { body: r.body!.toString(), sha256: r.sha256, bytes: r.bytes };
+  } finally {
+    server.closeAllConnections();
+    await new Promise((r) => server.close(r));
+  }
+}
+
+async function expect502(code: string, p: OdbProcess = fe): Promise<Received> {
+  const logged = p.waitForLog((l) => l.code === code, 5000);
+  const r = await get(url(p), { keepBody: true });
   assert.equal(r.status, 502);
   assert.equal(
     Object.keys(r.headers).some((h) => h.startsWith('odb-')),
@@ -136,8 +152,9 @@ async function expect502(code: string): Promise<void> {
   assert.match(String(line.reason), /.+/);
   // ... and the FE keeps serving.
   answer = (res) => res.end('still here');
-  const next = await get(url(fe), { keepBody: true });
+  const next = await get(url(p), { keepBody: true });
   assert.equal(next.body!.toString(), 'still here');
+  return r;
 }
 
 test('client-supplied odb-* headers never reach upstream, in either mode', async () => {
@@ -192,8 +209,16 @@ test('a valid descriptor of a payload the store does not hold → 502', async ()
 
 test('a descriptor reaching a vanilla FE → 502, never an empty body', async () => {
   answerWithDescriptor(descriptorFor({}));
-  const r = await get(url(feVanilla));
-  assert.equal(r.status, 502);
+  // Refused as a descriptor response to a request without the offer (logged with its code), and
+  // the vanilla FE serves on.
+  const r = await expect502('ODB_ERR_PROTOCOL', feVanilla);
+  // Never the descriptor response's empty body relayed: the whole 502 body, as framed.
+  const expected = await badGatewayAnswer();
+  assert.ok(expected.bytes > 0);
+  assert.equal(r.complete, true);
+  assert.equal(r.headers['content-length'], String(expected.bytes));
+  assert.equal(r.bytes, expected.bytes, `body ${JSON.stringify(r.body!.toString())}`);
+  assert.equal(r.sha256, expected.sha256, `body ${JSON.stringify(r.body!.toString())}`);
 });
 
 test('unreachable store → 502 within the fetch timeout (refused, and silent)', async () => {

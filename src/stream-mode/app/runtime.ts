@@ -4,7 +4,7 @@
  * receives, and answers what may be forwarded as a descriptor without fetching.
  */
 import { randomFillSync } from 'node:crypto';
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
 import { OdbError } from '../../core/errors.js';
 import type { LazyBinding, LazyFeatures } from '../../native/binding.js';
 import { loadLazyBinding } from '../../native/binding.js';
@@ -28,6 +28,7 @@ import type {
 import { CollectionPacer, obtainGc } from '../memory/collector.js';
 import { OwnPayloadAllocator, type OwnPayloadMemory } from '../memory/own-payload.js';
 import type { StreamConfig } from '../config/config.js';
+import { startAgent } from './agent-thread.js';
 
 /** What the registry knows of a lazy buffer's memory. */
 interface LazyRegion {
@@ -49,24 +50,6 @@ const liveRegionsBeforeGc = 512;
 const gcIntervalMs = 1000;
 const idleGcMs = 500;
 const maxIdleGcMs = 8000;
-/** The agent worker's young generation (V8 would let it grow to 48 MB). */
-const agentYoungGenerationMb = 6;
-
-/**
- * The application's Node options for the agent worker, without those that describe the
- * application's own entry (`node --input-type=module -e '…'`): a worker inherits them, and Node
- * refuses `--input-type` for a worker started from a file.
- */
-export function agentExecArgv(execArgv: readonly string[]): string[] {
-  const out: string[] = [];
-  for (let i = 0; i < execArgv.length; i++) {
-    const arg = execArgv[i]!;
-    if (['-e', '--eval', '-p', '--print', '--input-type'].includes(arg)) i++;
-    else if (!arg.startsWith('--input-type=') && !/^--(eval|print)=/.test(arg)) out.push(arg);
-  }
-  return out;
-}
-
 /** A Buffer (or a view into one) whose bytes come from a lazy region. */
 export interface LazyView {
   readonly region: LazyRegion;
@@ -231,16 +214,7 @@ export class StreamRuntime {
       fetchRetries: config.fetch.retries,
       native: config.native,
     };
-    // The agent must not load the interposition itself (NODE_OPTIONS reaches workers too).
-    const worker = new Worker(new URL('../agent/worker.js', import.meta.url), {
-      workerData: settings,
-      execArgv: agentExecArgv(process.execArgv),
-      env: { ...process.env, ODB_AGENT: '1' },
-      // The agent's objects live about as long as a request, so many survive a scavenge, and V8
-      // answers that by growing the young generation: by 30 MB in a proxy after ~40 000 requests.
-      // A small one costs a few more (cheap) scavenges and keeps the agent's memory flat.
-      resourceLimits: { maxYoungGenerationSizeMb: agentYoungGenerationMb },
-    });
+    const worker = startAgent(settings);
     const ready = await new Promise<Extract<AgentEvent, { type: 'ready' }>>((resolve, reject) => {
       worker.once('error', reject);
       worker.on('message', function onReady(event: AgentEvent) {
