@@ -4,6 +4,7 @@
 // byte-exact, and drops it once its reference is given back. The messages are those of agent/protocol.ts.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { Writable } from 'node:stream';
 import type { Worker } from 'node:worker_threads';
 import { after, before, test } from 'node:test';
 import { formatKeyFile, generateClusterKey, Keyring } from '../../../src/core/keys/keyring.js';
@@ -124,7 +125,15 @@ test('a payload registered through the agent is fetched byte-exact, and dropped 
   post({ type: 'store-activity', requestId: 1 });
   const held = await next('store-activity', (e) => e.requestId === 1);
   assert.equal(held.entries, 1);
-  const fetched = await client.fetchBuffer(descriptor);
+  const chunks: Buffer[] = [];
+  const into = new Writable({
+    write(chunk: Buffer, _encoding, done) {
+      chunks.push(chunk);
+      done();
+    },
+  });
+  await client.fetch(descriptor, { start: () => into });
+  const fetched = Buffer.concat(chunks);
   assert.equal(fetched.length, bytes.length);
   assert.equal(sha256(fetched), sha256(bytes));
   // A counted entry outlives its fetches: it goes with the one reference its descriptor grants.
