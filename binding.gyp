@@ -2,7 +2,7 @@
   "targets": [
     {
       "target_name": "odb_lazy",
-      "sources": ["native/lazy.cc", "native/own-memory.cc", "native/socket-queue.cc"],
+      "sources": ["native/lazy.cc", "native/own-memory.cc", "native/socket-queue.cc", "native/transfer.cc"],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_DISABLE_DEPRECATED"],
       "cflags!": ["-fno-exceptions"],

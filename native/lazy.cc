@@ -15,6 +15,7 @@
 #include "addon.h"
 #include "own-memory.h"
 #include "socket-queue.h"
+#include "transfer.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -467,6 +468,7 @@ Napi::Object Module(Napi::Env env, Napi::Object exports) {
                    {"initialised", [](const Napi::CallbackInfo& i) -> Napi::Value { return Napi::Boolean::New(i.Env(), uffd >= 0); }}});
   RegisterOwnMemory(env, exports);
   RegisterSocketQueue(env, exports);
+  RegisterTransfer(env, exports);
   return exports;
 }
 

@@ -27,6 +27,8 @@ export interface ChainOptions {
   readonly isArgs?: readonly string[];
   readonly feArgs?: readonly string[];
   readonly logLevel?: string;
+  /** Environment of every tier process (default: this process's). */
+  readonly env?: NodeJS.ProcessEnv;
 }
 
 /** Starts one intermediate tier of a chain; undefined lets the chain start an `odb is`. */
@@ -62,6 +64,7 @@ export async function startChain(options: ChainOptions): Promise<Chain> {
   const odb = (name: string, where: Placement, args: string[]): Promise<OdbProcess> =>
     startOdbProcess(name, [...args, '--listen', `${where.host}:0`, ...common], {
       prefix: where.prefix,
+      env: options.env,
     });
   try {
     const bePlace = place('be');

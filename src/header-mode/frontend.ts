@@ -19,6 +19,8 @@ import { checkKeyProof, type KeyCheck } from '../protocol/key-proof.js';
 import { StoreClient, type StoreClientOptions } from '../store/client.js';
 import { restoreOriginalHeaders } from './descriptor-response.js';
 import { DestinationClosedError, type ResponseHeaders } from '../http-core/response-sink.js';
+import { lendableFd } from '../core/net/socket-handoff.js';
+import { transferEngine, type TransferEngine } from '../native/transfer.js';
 
 /** Options of an {@link OdbGateway}. */
 export interface OdbGatewayOptions {
@@ -36,7 +38,17 @@ export interface OdbGatewayOptions {
   readonly client?: StoreClient;
   /** Clock, for tests. */
   readonly now?: () => number;
+  /**
+   * Deliver bodies by splice(2), the kernel moving them from the store connection into the
+   * client's socket, when the native addon is there and the client's socket is plain TCP
+   * (default: unless ODB_NATIVE=off). Otherwise, and for TLS clients, JavaScript copies them.
+   */
+  readonly native?: boolean;
 }
+
+/** Why a delivery took the JavaScript path rather than the kernel's. */
+export type JavaScriptDeliveryReason =
+  'unavailable' | 'disabled' | 'tls' | 'not-lendable' | 'open-length' | 'pipelined';
 
 /** A verified descriptor response, ready to deliver. */
 export interface Shortcut {
@@ -59,6 +71,8 @@ export interface OdbGatewayStats {
   deliveredBytes: number;
   /** Descriptor responses refused or failed, by code. */
   failures: Partial<Record<OdbErrorCode, number>>;
+  /** Deliveries whose body the kernel spliced, and those JavaScript copied (by reason). */
+  deliveries: { kernel: number; javascript: Partial<Record<JavaScriptDeliveryReason, number>> };
 }
 
 /** What went wrong with a shortcut, and whether the client could still be told with a 502. */
@@ -107,10 +121,14 @@ export class OdbGateway {
     clientAborts: 0,
     deliveredBytes: 0,
     failures: {},
+    deliveries: { kernel: 0, javascript: {} },
   };
   readonly #keyring: Keyring;
   readonly #allowed: ReadonlySet<string>;
   readonly #now: () => number;
+  readonly #native: boolean;
+  readonly #logged = new Set<string>();
+  #log: ((reason: string, why: string | undefined) => void) | undefined;
 
   constructor(options: OdbGatewayOptions) {
     this.#keyring = options.keyring;
@@ -123,6 +141,12 @@ export class OdbGateway {
     this.#allowed = new Set(options.allowedStores);
     this.client = options.client ?? new StoreClient(options.fetch);
     this.#now = options.now ?? Date.now;
+    this.#native = options.native ?? process.env.ODB_NATIVE !== 'off';
+  }
+
+  /** Where the first delivery of each JavaScript-path reason is reported (once per reason). */
+  onJavaScriptPath(log: (reason: string, why: string | undefined) => void): void {
+    this.#log = log;
   }
 
   /**
@@ -216,6 +240,27 @@ export class OdbGateway {
   ): Promise<DeliveryFailure | undefined> {
     this.stats.shortcuts++;
     try {
+      const kernel = this.#kernelPath(shortcut, res);
+      if (kernel) {
+        const bytes = await this.client.fetchSpliced(
+          shortcut.descriptor,
+          {
+            start: () => {
+              if (res.destroyed || !res.socket) return undefined;
+              const { statusCode, statusMessage, headers } = shortcut;
+              if (statusMessage) res.writeHead(statusCode, statusMessage, headers);
+              else res.writeHead(statusCode, headers);
+              res.flushHeaders();
+              return { socket: res.socket, fd: kernel.fd, write: (bytes) => res.write(bytes) };
+            },
+          },
+          kernel.engine,
+          { releaseOnComplete: true, signal: options.signal },
+        );
+        res.end();
+        this.stats.deliveredBytes += bytes;
+        return undefined;
+      }
       const bytes = await this.client.fetch(
         shortcut.descriptor,
         {
@@ -273,6 +318,33 @@ export class OdbGateway {
   /** Closes pooled store connections. */
   close(): Promise<void> {
     return this.client.close();
+  }
+
+  /** The engine and the client's descriptor when the kernel can deliver; else counts why not. */
+  #kernelPath(
+    shortcut: Shortcut,
+    res: ServerResponse,
+  ): { engine: TransferEngine; fd: number } | undefined {
+    const javascript = (reason: JavaScriptDeliveryReason, why?: string): undefined => {
+      const counts = this.stats.deliveries.javascript;
+      counts[reason] = (counts[reason] ?? 0) + 1;
+      if (!this.#logged.has(reason)) {
+        this.#logged.add(reason);
+        this.#log?.(reason, why);
+      }
+      return undefined;
+    };
+    if (!this.#native) return javascript('disabled');
+    const loaded = transferEngine(true);
+    if ('reason' in loaded) return javascript('unavailable', loaded.reason);
+    if (shortcut.descriptor.open) return javascript('open-length');
+    // A response to a pipelined request has no socket until the ones before it are done.
+    if (!res.socket) return javascript('pipelined');
+    const fd = lendableFd(res.socket);
+    if (fd === 'tls') return javascript('tls');
+    if (fd === 'not-lendable') return javascript('not-lendable');
+    this.stats.deliveries.kernel++;
+    return { engine: loaded.engine, fd };
   }
 
   #count(err: unknown): OdbError {

@@ -11,6 +11,8 @@ import { Pool } from 'undici';
 import { OdbError, type OdbErrorCode } from '../core/errors.js';
 import { ConnectionSlots, type SlotStats } from './connection-slots.js';
 import { classify, refusalError } from './fetch-errors.js';
+import { SplicedFetcher, type SpliceTarget } from './spliced-fetch.js';
+import type { TransferEngine } from '../native/transfer.js';
 import { descriptorToText, type Descriptor } from '../protocol/descriptor.js';
 import {
   errorHeader,
@@ -99,6 +101,7 @@ export class StoreClient {
   readonly #onSocket: ((socket: Socket) => void) | undefined;
   readonly #pools = new Map<string, Pool>();
   readonly #slots = new Map<string, ConnectionSlots>();
+  #spliced: SplicedFetcher | undefined;
 
   constructor(options: StoreClientOptions = {}) {
     this.#fetchTimeoutMs = options.fetchTimeoutMs ?? 5000;
@@ -237,6 +240,48 @@ export class StoreClient {
     });
   }
 
+  /**
+   * Like {@link fetch}, but the body does not cross JavaScript: the kernel splices it from a
+   * store connection of the fetcher's own into the target's socket (spliced-fetch.ts). Same
+   * connection slots, counters and error codes. `descriptor` must not be open.
+   */
+  async fetchSpliced(
+    descriptor: Descriptor,
+    target: SpliceTarget,
+    engine: TransferEngine,
+    options: FetchOptions = {},
+  ): Promise<number> {
+    this.stats.fetches++;
+    let release: () => void;
+    try {
+      release = await this.#slotsOf(descriptor.endpoint).acquire(
+        this.#queueTimeoutMs,
+        options.signal,
+      );
+    } catch (err) {
+      throw this.#failure(err as OdbError);
+    }
+    this.#spliced ??= new SplicedFetcher({
+      engine,
+      fetchTimeoutMs: this.#fetchTimeoutMs,
+      idleTimeoutMs: this.#idleTimeoutMs,
+      onSocket: this.#onSocket,
+    });
+    try {
+      const bytes = await this.#spliced.fetch(
+        descriptor,
+        target,
+        options.releaseOnComplete ?? false,
+      );
+      this.stats.fetchedBytes += bytes;
+      return bytes;
+    } catch (err) {
+      throw this.#failure(err as OdbError);
+    } finally {
+      release();
+    }
+  }
+
   /** Releases the payload now. Resolves whether or not the store still held it. */
   async release(descriptor: Descriptor): Promise<void> {
     const { statusCode, headers, body } = await this.#pool(descriptor.endpoint).request({
@@ -265,6 +310,7 @@ export class StoreClient {
   async close(): Promise<void> {
     const pools = [...this.#pools.values()];
     this.#pools.clear();
+    this.#spliced?.close();
     await Promise.all(pools.map((p) => p.destroy()));
   }
 

@@ -47,6 +47,7 @@ import { CountedStore } from './counted-store.js';
 import { referenceToken } from './references.js';
 import type { BufferStore, StoreEntry } from './store.js';
 import { TransitAccount } from './transit.js';
+import { KernelSender, type StoreSendStats } from './kernel-send.js';
 
 /** Default `--store-send-timeout`: see {@link StoreServerOptions.sendTimeoutMs}. */
 export const defaultStoreSendTimeoutMs = 120_000;
@@ -84,6 +85,11 @@ export interface StoreServerOptions {
   /** Limits of the store's listener (default: a client listener's, without a per-connection request limit). */
   readonly limits?: Partial<ListenerLimits>;
   readonly logger?: Logger;
+  /**
+   * Send file payloads by sendfile(2) when the native addon is there (default: unless
+   * ODB_NATIVE=off); otherwise, and for other payloads, JavaScript copies the bytes.
+   */
+  readonly native?: boolean;
 }
 
 /** Counters of a store server; exposed as metrics. */
@@ -98,6 +104,8 @@ export interface StoreServerStats {
   sendTimeouts: number;
   /** Reference channels refused: no valid key proof, or too many open. */
   refusedChannels: number;
+  /** Fetches whose bytes the kernel sent, and those JavaScript copied (by reason). */
+  sends: StoreSendStats;
 }
 
 /**
@@ -110,6 +118,7 @@ export class StoreServer {
   readonly guard: ListenerGuard;
   readonly #admission: FetchAdmission;
   readonly #watchdog: SendWatchdog;
+  readonly #kernel: KernelSender;
   readonly #counts = { fetches: 0, fetchedBytes: 0, errors: {} as StoreServerStats['errors'] };
   readonly #server: Server;
   readonly #log: Logger;
@@ -137,6 +146,11 @@ export class StoreServer {
           'store connection cut: its peer stopped reading',
         ),
     });
+    this.#kernel = new KernelSender(
+      options.native ?? process.env.ODB_NATIVE !== 'off',
+      options.sendTimeoutMs ?? defaultStoreSendTimeoutMs,
+      this.#log,
+    );
     this.#registrationWaitMs = options.registrationWaitMs ?? 0;
     this.#maxChannels = options.maxReferenceChannels ?? 1024;
     this.#pingExtras = options.pingExtras;
@@ -162,6 +176,10 @@ export class StoreServer {
       refused: { ...this.#admission.refused },
       sendTimeouts: this.#watchdog.stats.cut,
       refusedChannels: this.#refusedChannels,
+      sends: {
+        kernel: this.#kernel.stats.kernel,
+        javascript: { ...this.#kernel.stats.javascript },
+      },
     };
   }
 
@@ -355,6 +373,11 @@ export class StoreServer {
     consumes: boolean,
     transit: TransitAccount,
   ): Promise<boolean> {
+    const kernel = await this.#kernel.send(res, entry.source, start, end);
+    if (kernel) {
+      this.#counts.fetchedBytes += kernel.bytes;
+      return kernel.complete;
+    }
     const onChunk = (position: number, bytes: number): void => {
       this.#counts.fetchedBytes += bytes;
       // An open payload is a single-consumer pipe: free what the consumer has taken.

@@ -399,4 +399,19 @@ function mirrorBackendMetrics(metrics: TierMetrics, parts: BackendParts): void {
     labelNames: ['code'],
     read: () => samplesByLabel('code', storeServer.stats.errors),
   });
+  metrics.mirror({
+    name: 'odb_store_sends_total',
+    help: 'Store fetches by who moved the bytes: the kernel (sendfile), or JavaScript and why',
+    type: 'counter',
+    labelNames: ['path', 'reason'],
+    read: () => {
+      const sends = storeServer.stats.sends;
+      return [
+        [{ path: 'kernel', reason: 'sendfile' }, sends.kernel],
+        ...Object.entries(sends.javascript).map(
+          ([reason, n]) => [{ path: 'javascript', reason }, n ?? 0] as const,
+        ),
+      ];
+    },
+  });
 }

@@ -110,6 +110,9 @@ export async function startFrontend(config: FrontendConfig): Promise<RunningTier
         onSocket: (s) => storeSockets.track(s),
       },
     });
+    gateway.onJavaScriptPath((reason, why) =>
+      log.info({ reason, why }, 'descriptor bodies delivered by JavaScript, not splice'),
+    );
   }
   // The hooks re-send through the relay, which is created right after them (and before any call).
   const retry = (req: IncomingMessage, res: ServerResponse, error: OdbError): boolean => {
@@ -341,6 +344,18 @@ function mirrorGatewayMetrics(
     help: 'Payload bytes fetched from buffer stores instead of relayed through the chain',
     type: 'counter',
     read: () => [[{}, stats.deliveredBytes]],
+  });
+  metrics.mirror({
+    name: 'odb_deliveries_total',
+    help: 'Descriptor responses by who moved the body: the kernel (splice), or JavaScript and why',
+    type: 'counter',
+    labelNames: ['path', 'reason'],
+    read: () => [
+      [{ path: 'kernel', reason: 'splice' }, stats.deliveries.kernel],
+      ...Object.entries(stats.deliveries.javascript).map(
+        ([reason, n]) => [{ path: 'javascript', reason }, n ?? 0] as const,
+      ),
+    ],
   });
   metrics.mirror({
     name: 'odb_errors_total',

@@ -1,9 +1,11 @@
 /** Byte counts per group of sockets, for the tiers' metrics. */
 import type { Socket } from 'node:net';
+import { socketBytes } from '../core/net/socket-handoff.js';
 
 /**
  * Bytes read from and written to a group of sockets (e.g. all upstream connections of a tier),
- * as Node counts them at the socket: headers and framing included, which is what crosses the wire.
+ * as Node counts them at the socket (headers and framing included, which is what crosses the
+ * wire), plus what kernel transfers moved on it.
  */
 export class SocketByteCounter {
   #closedRead = 0;
@@ -14,21 +16,22 @@ export class SocketByteCounter {
   track(socket: Socket): void {
     this.#live.add(socket);
     socket.once('close', () => {
-      this.#closedRead += socket.bytesRead;
-      this.#closedWritten += socket.bytesWritten;
+      const { read, written } = socketBytes(socket);
+      this.#closedRead += read;
+      this.#closedWritten += written;
       this.#live.delete(socket);
     });
   }
 
   get bytesRead(): number {
     let total = this.#closedRead;
-    for (const socket of this.#live) total += socket.bytesRead;
+    for (const socket of this.#live) total += socketBytes(socket).read;
     return total;
   }
 
   get bytesWritten(): number {
     let total = this.#closedWritten;
-    for (const socket of this.#live) total += socket.bytesWritten;
+    for (const socket of this.#live) total += socketBytes(socket).written;
     return total;
   }
 }

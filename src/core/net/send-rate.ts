@@ -20,12 +20,13 @@
  * it does to nginx.
  *
  * Sockets are sampled, not hooked: one timer for all of them reads `writableLength` (bytes Node
- * still queues) and what the peer took. A socket with nothing queued is never blamed: waiting
+ * still queues; plus those of a kernel transfer, socket-handoff.ts) and what the peer took. A socket with nothing queued is never blamed: waiting
  * for an upstream, or idle between requests, is not a slow reader (idle connections are another
  * limit's business).
  */
 import type { Socket } from 'node:net';
 import { ackedBytes } from './socket-progress.js';
+import { lentBytes } from './socket-handoff.js';
 
 /** Limits of a {@link SendWatchdog}. */
 export interface SendRateLimits {
@@ -142,7 +143,7 @@ export class SendWatchdog {
     const now = Date.now();
     for (const [socket, watched] of this.#sockets) {
       if (socket.destroyed) continue; // its 'close' is coming
-      const queued = socket.writableLength;
+      const queued = socket.writableLength + lentBytes(socket);
       const taken = ackedBytes(socket) ?? socket.bytesWritten - queued;
       const gained = taken - watched.taken;
       watched.taken = taken;

@@ -1,5 +1,5 @@
 /** Payloads that are byte ranges of files on disk, checked against the file they were registered from. */
-import { open, stat } from 'node:fs/promises';
+import { open, stat, type FileHandle } from 'node:fs/promises';
 import { OdbError } from '../../core/errors.js';
 import type { PayloadSource, ReadOptions } from './source.js';
 
@@ -50,6 +50,28 @@ export class FilePayload implements PayloadSource {
     }
   }
 
+  /**
+   * Opens the file, checked to be the one registered (ODB_ERR_SOURCE_CHANGED otherwise): what a
+   * read serves, or what a kernel transfer sends from (`start` is where byte 0 is in it).
+   */
+  async open(): Promise<FileHandle> {
+    const handle = await open(this.path, 'r').catch((err: unknown) => {
+      throw new OdbError('ODB_ERR_SOURCE_CHANGED', `cannot open ${this.path}`, { cause: err });
+    });
+    try {
+      if (!sameIdentity(identityOf(await handle.stat()), this.identity)) {
+        throw new OdbError(
+          'ODB_ERR_SOURCE_CHANGED',
+          `${this.path} changed since it was registered`,
+        );
+      }
+      return handle;
+    } catch (err) {
+      await handle.close();
+      throw err;
+    }
+  }
+
   async *read(
     start: number,
     end: number | undefined,
@@ -57,17 +79,8 @@ export class FilePayload implements PayloadSource {
   ): AsyncIterable<Buffer> {
     const allocate = options.allocate ?? ((want: number) => Buffer.allocUnsafe(want));
     const stop = Math.min(end ?? this.size, this.size);
-    const handle = await open(this.path, 'r').catch((err: unknown) => {
-      throw new OdbError('ODB_ERR_SOURCE_CHANGED', `cannot open ${this.path}`, { cause: err });
-    });
+    const handle = await this.open();
     try {
-      const now = identityOf(await handle.stat());
-      if (!sameIdentity(now, this.identity)) {
-        throw new OdbError(
-          'ODB_ERR_SOURCE_CHANGED',
-          `${this.path} changed since it was registered`,
-        );
-      }
       for (let pos = start; pos < stop;) {
         // A fresh buffer per read: the consumer may still hold the previous one in a socket queue.
         const buf = allocate(Math.min(readChunkBytes, stop - pos));

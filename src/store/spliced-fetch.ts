@@ -1,0 +1,345 @@
+/**
+ * A fetch whose body the kernel moves: the request and the response head cross JavaScript, the
+ * body goes from the store connection through a pipe into the destination socket by splice(2)
+ * (src/native/transfer.ts). It needs a store connection JavaScript can stop reading at the end of
+ * the head, which undici's pools cannot give, so these connections are plain sockets of their
+ * own, read through `onread` (a fixed buffer; returning false stops libuv reading at once), kept
+ * alive per store and reused. The head parser accepts only what a store sends: a status line,
+ * at most 64 headers, one Content-Length; anything else is ODB_ERR_PROTOCOL.
+ */
+import { connect, type Socket } from 'node:net';
+import { OdbError } from '../core/errors.js';
+import { parseHostPort } from '../core/net/address.js';
+import { countKernelBytes, lendableFd, markLent, whenFlushed } from '../core/net/socket-handoff.js';
+import type { TransferEngine } from '../native/transfer.js';
+import { descriptorToText, type Descriptor } from '../protocol/descriptor.js';
+import {
+  errorHeader,
+  payloadPath,
+  releaseHeader,
+  releaseOnComplete,
+} from '../protocol/store-rpc.js';
+import { DestinationClosedError } from '../http-core/response-sink.js';
+import { classify, refusalError } from './fetch-errors.js';
+
+/** Largest response head (and refusal body) read from a store. */
+const maxHeadBytes = 16 * 1024;
+const readBufferBytes = 64 * 1024;
+
+/** Where a spliced body goes. */
+export interface SpliceTarget {
+  /**
+   * Called once the store's head says the bytes are coming: write the destination's own head
+   * and return its socket's descriptor and the socket (or undefined: the destination is gone).
+   * `write` sends the few body bytes that came with the store's head through JavaScript first.
+   */
+  start(
+    length: number,
+  ): { readonly socket: Socket; readonly fd: number; write(bytes: Buffer): void } | undefined;
+}
+
+/** Options of a {@link SplicedFetcher}. */
+export interface SplicedFetcherOptions {
+  readonly engine: TransferEngine;
+  /** Connecting and waiting for the response head. */
+  readonly fetchTimeoutMs: number;
+  /** How long a body may make no progress (the store's or the destination's side). */
+  readonly idleTimeoutMs: number;
+  /** How long an unused connection is kept. */
+  readonly keepAliveMs?: number;
+  /** Reports each new store connection (the tiers count its bytes). */
+  readonly onSocket?: (socket: Socket) => void;
+}
+
+/** A head read from a store connection. */
+interface StoreHead {
+  readonly status: number;
+  readonly headers: Readonly<Record<string, string>>;
+  /** Body bytes read along with the head. */
+  readonly rest: Buffer;
+}
+
+/** One keep-alive connection to a store, read into a fixed buffer. */
+class StoreConnection {
+  readonly socket: Socket;
+  #head: Buffer[] = [];
+  #headBytes = 0;
+  #waiter: ((head: StoreHead | Error) => void) | undefined;
+  #body: { need: number; chunks: Buffer[]; done: (body: Buffer | Error) => void } | undefined;
+  #failure: Error | undefined;
+
+  constructor(endpoint: string, onSocket?: (socket: Socket) => void) {
+    const { host, port } = parseHostPort(endpoint, 'store endpoint');
+    this.socket = connect({
+      host,
+      port,
+      noDelay: true,
+      onread: {
+        buffer: Buffer.allocUnsafe(readBufferBytes),
+        callback: (nread, buf) => this.#onRead((buf as Buffer).subarray(0, nread)),
+      },
+    });
+    this.socket.on('error', (err) => this.#fail(err));
+    this.socket.on('close', () =>
+      this.#fail(new OdbError('ODB_ERR_FETCH_ABORTED', 'store closed the connection')),
+    );
+    onSocket?.(this.socket);
+  }
+
+  /** True while connecting: a deadline then means the store cannot be reached. */
+  get connecting(): boolean {
+    return this.socket.connecting;
+  }
+
+  get usable(): boolean {
+    return !this.#failure && !this.socket.destroyed;
+  }
+
+  /** Sends a request and resolves with the response head, reading stopped right after it. */
+  request(text: string): Promise<StoreHead> {
+    return new Promise((resolve, reject) => {
+      if (this.#failure) return reject(this.#failure);
+      this.#head = [];
+      this.#headBytes = 0;
+      this.#waiter = (head) => (head instanceof Error ? reject(head) : resolve(head));
+      this.socket.resume();
+      this.socket.write(text);
+    });
+  }
+
+  /** Reads `length` more body bytes through JavaScript (a refusal's short JSON body). */
+  readBody(already: Buffer, length: number): Promise<Buffer> {
+    if (already.length >= length) return Promise.resolve(already.subarray(0, length));
+    return new Promise((resolve, reject) => {
+      if (this.#failure) return reject(this.#failure);
+      this.#body = {
+        need: length - already.length,
+        chunks: [Buffer.from(already)],
+        done: (body) => (body instanceof Error ? reject(body) : resolve(body)),
+      };
+      this.socket.resume();
+    });
+  }
+
+  #onRead(bytes: Buffer): boolean {
+    const body = this.#body;
+    if (body) {
+      body.chunks.push(Buffer.from(bytes.subarray(0, body.need)));
+      body.need -= Math.min(body.need, bytes.length);
+      if (body.need === 0) {
+        this.#body = undefined;
+        body.done(Buffer.concat(body.chunks));
+        return false;
+      }
+      return true;
+    }
+    const waiter = this.#waiter;
+    if (!waiter) {
+      // Nothing asked: a store never speaks first.
+      this.#fail(new OdbError('ODB_ERR_PROTOCOL', 'store sent bytes nobody asked for'));
+      return false;
+    }
+    // The buffer is reused by the next read: keep copies.
+    this.#head.push(Buffer.from(bytes));
+    this.#headBytes += bytes.length;
+    const all = this.#head.length === 1 ? this.#head[0]! : Buffer.concat(this.#head);
+    const end = all.indexOf('\r\n\r\n');
+    if (end === -1) {
+      if (this.#headBytes > maxHeadBytes)
+        this.#fail(new OdbError('ODB_ERR_PROTOCOL', 'store response head too large'));
+      return true;
+    }
+    this.#waiter = undefined;
+    try {
+      waiter({
+        ...parseHead(all.subarray(0, end).toString('latin1')),
+        rest: all.subarray(end + 4),
+      });
+    } catch (err) {
+      this.#fail(err as Error);
+    }
+    return false;
+  }
+
+  #fail(err: Error): void {
+    this.#failure ??= err;
+    const waiter = this.#waiter;
+    this.#waiter = undefined;
+    waiter?.(this.#failure);
+    const body = this.#body;
+    this.#body = undefined;
+    body?.done(this.#failure);
+    if (!this.socket.destroyed) this.socket.destroy();
+  }
+
+  destroy(): void {
+    this.#fail(new OdbError('ODB_ERR_FETCH_ABORTED', 'connection given up'));
+  }
+}
+
+function parseHead(text: string): { status: number; headers: Record<string, string> } {
+  const lines = text.split('\r\n');
+  const status = /^HTTP\/1\.1 (\d{3}) /.exec(lines[0]! + ' ');
+  if (!status || lines.length > 65)
+    throw new OdbError('ODB_ERR_PROTOCOL', 'malformed store response head');
+  const headers: Record<string, string> = {};
+  for (const line of lines.slice(1)) {
+    const colon = line.indexOf(':');
+    if (colon <= 0) throw new OdbError('ODB_ERR_PROTOCOL', 'malformed store response header');
+    const name = line.slice(0, colon).trim().toLowerCase();
+    const value = line.slice(colon + 1).trim();
+    if (name === 'content-length' && headers[name] !== undefined) {
+      throw new OdbError('ODB_ERR_PROTOCOL', 'two Content-Length headers from the store');
+    }
+    headers[name] = value;
+  }
+  return { status: Number(status[1]), headers };
+}
+
+/** Fetches whose bodies the kernel splices into their destination. */
+export class SplicedFetcher {
+  readonly #options: SplicedFetcherOptions;
+  readonly #idle = new Map<string, StoreConnection[]>();
+
+  constructor(options: SplicedFetcherOptions) {
+    this.#options = options;
+  }
+
+  /**
+   * Fetches the descriptor's range into `target`. Resolves with the bytes delivered once every
+   * one is in the destination socket; rejects with an OdbError (ODB_ERR_FETCH_ABORTED with a
+   * DestinationClosedError as cause when the destination went away), after which the caller
+   * cuts the destination short if it had started.
+   */
+  async fetch(
+    descriptor: Descriptor,
+    target: SpliceTarget,
+    releaseOnDone: boolean,
+  ): Promise<number> {
+    const length = descriptor.length;
+    const connection = this.#take(descriptor.endpoint);
+    let reusable = false;
+    const deadline = <T>(promise: Promise<T>): Promise<T> =>
+      withTimeout(promise, this.#options.fetchTimeoutMs, () => {
+        const code = connection.connecting ? 'ODB_ERR_STORE_UNREACHABLE' : 'ODB_ERR_FETCH_TIMEOUT';
+        connection.destroy();
+        return new OdbError(code, `no response head within ${this.#options.fetchTimeoutMs} ms`);
+      });
+    try {
+      const request =
+        `GET ${payloadPath(descriptorToText(descriptor))} HTTP/1.1\r\nhost: ${descriptor.endpoint}\r\n` +
+        (releaseOnDone ? `${releaseHeader}: ${releaseOnComplete}\r\n` : '') +
+        '\r\n';
+      const head = await deadline(connection.request(request));
+      const announced = head.headers['content-length'];
+      if (head.status !== 200) {
+        const size = Number(announced ?? 0);
+        if (!/^\d+$/.test(announced ?? '0') || size > maxHeadBytes) {
+          throw refusalError(head.status, head.headers[errorHeader], '');
+        }
+        const body = await deadline(connection.readBody(head.rest, size));
+        reusable = true;
+        throw refusalError(head.status, head.headers[errorHeader], body.toString('utf8'));
+      }
+      if (announced !== String(length)) {
+        throw new OdbError(
+          'ODB_ERR_PROTOCOL',
+          `store announced ${announced} bytes, expected ${length}`,
+        );
+      }
+      const destination = target.start(length);
+      if (!destination) throw closedDestination();
+      const early = head.rest.subarray(0, length);
+      if (early.length > 0) destination.write(early);
+      if (!(await whenFlushed(destination.socket, this.#options.idleTimeoutMs)))
+        throw closedDestination();
+      const rest = length - early.length;
+      if (rest > 0) {
+        const source = lendableFd(connection.socket);
+        if (typeof source !== 'number')
+          throw new OdbError('ODB_ERR_FETCH_ABORTED', 'store connection lost');
+        const transfer = this.#options.engine.splice(
+          source,
+          destination.fd,
+          rest,
+          this.#options.idleTimeoutMs,
+        );
+        const cancel = (): void => transfer.cancel();
+        destination.socket.once('close', cancel);
+        const unlend = markLent(destination.socket, rest);
+        const ended = await transfer.ended;
+        unlend();
+        destination.socket.off('close', cancel);
+        countKernelBytes(destination.socket, 'written', ended.written);
+        countKernelBytes(connection.socket, 'read', ended.written);
+        if (ended.errno !== 0) {
+          if (ended.side === 'source') {
+            const code =
+              ended.reason === 'ETIMEDOUT' ? 'ODB_ERR_FETCH_TIMEOUT' : 'ODB_ERR_FETCH_ABORTED';
+            throw new OdbError(
+              code,
+              `store body: ${ended.reason} after ${early.length + ended.written} of ${length} bytes`,
+            );
+          }
+          throw closedDestination(ended.reason);
+        }
+      }
+      reusable = true;
+      return length;
+    } catch (err) {
+      throw classify(err, undefined);
+    } finally {
+      if (reusable && connection.usable) this.#giveBack(descriptor.endpoint, connection);
+      else connection.destroy();
+    }
+  }
+
+  /** Closes every idle connection. */
+  close(): void {
+    for (const list of this.#idle.values()) for (const c of list) c.destroy();
+    this.#idle.clear();
+  }
+
+  #take(endpoint: string): StoreConnection {
+    const list = this.#idle.get(endpoint);
+    while (list && list.length > 0) {
+      const connection = list.pop()!;
+      if (connection.usable) {
+        connection.socket.setTimeout(0);
+        return connection;
+      }
+    }
+    return new StoreConnection(endpoint, this.#options.onSocket);
+  }
+
+  #giveBack(endpoint: string, connection: StoreConnection): void {
+    let list = this.#idle.get(endpoint);
+    if (!list) this.#idle.set(endpoint, (list = []));
+    list.push(connection);
+    // Reading again: a store closing an idle connection is seen, and the connection dropped.
+    connection.socket.resume();
+    connection.socket.setTimeout(this.#options.keepAliveMs ?? 30_000, () => {
+      const at = list.indexOf(connection);
+      if (at >= 0) list.splice(at, 1);
+      connection.destroy();
+    });
+  }
+}
+
+function closedDestination(reason?: string): OdbError {
+  const cause = new DestinationClosedError();
+  return new OdbError(
+    'ODB_ERR_FETCH_ABORTED',
+    `destination closed${reason ? ` (${reason})` : ''}`,
+    { cause },
+  );
+}
+
+/** `promise`, or after `ms` the error `onTimeout` gives. */
+function withTimeout<T>(promise: Promise<T>, ms: number, onTimeout: () => OdbError): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(onTimeout()), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
