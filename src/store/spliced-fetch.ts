@@ -62,11 +62,21 @@ interface StoreHead {
 /** One keep-alive connection to a store, read into a fixed buffer. */
 class StoreConnection {
   readonly socket: Socket;
+  /** Responses read on it: a reused connection may have been closed by the store meanwhile. */
+  served = 0;
+  /** How long the store keeps it idle (its `keep-alive: timeout=` hint, less a second). */
+  idleMs: number | undefined;
   #head: Buffer[] = [];
   #headBytes = 0;
   #waiter: ((head: StoreHead | Error) => void) | undefined;
   #body: { need: number; chunks: Buffer[]; done: (body: Buffer | Error) => void } | undefined;
   #failure: Error | undefined;
+  #answered = false;
+
+  /** True once a byte of the current response came. */
+  get answered(): boolean {
+    return this.#answered;
+  }
 
   constructor(endpoint: string, onSocket?: (socket: Socket) => void) {
     const { host, port } = parseHostPort(endpoint, 'store endpoint');
@@ -101,6 +111,7 @@ class StoreConnection {
       if (this.#failure) return reject(this.#failure);
       this.#head = [];
       this.#headBytes = 0;
+      this.#answered = false;
       this.#waiter = (head) => (head instanceof Error ? reject(head) : resolve(head));
       this.socket.resume();
       this.socket.write(text);
@@ -139,6 +150,7 @@ class StoreConnection {
       this.#fail(new OdbError('ODB_ERR_PROTOCOL', 'store sent bytes nobody asked for'));
       return false;
     }
+    this.#answered = true;
     // The buffer is reused by the next read: keep copies.
     this.#head.push(Buffer.from(bytes));
     this.#headBytes += bytes.length;
@@ -151,10 +163,11 @@ class StoreConnection {
     }
     this.#waiter = undefined;
     try {
-      waiter({
-        ...parseHead(all.subarray(0, end).toString('latin1')),
-        rest: all.subarray(end + 4),
-      });
+      const head = parseHead(all.subarray(0, end).toString('latin1'));
+      this.served++;
+      const hint = /timeout=(\d+)/.exec(head.headers['keep-alive'] ?? '');
+      if (hint) this.idleMs = Math.max(0, Number(hint[1]) * 1000 - 1000);
+      waiter({ ...head, rest: all.subarray(end + 4) });
     } catch (err) {
       this.#fail(err as Error);
     }
@@ -216,8 +229,25 @@ export class SplicedFetcher {
     target: SpliceTarget,
     releaseOnDone: boolean,
   ): Promise<number> {
-    const length = descriptor.length;
     const connection = this.#take(descriptor.endpoint);
+    try {
+      return await this.#fetchOn(connection, descriptor, target, releaseOnDone);
+    } catch (err) {
+      // A kept-alive connection the store closed as it was taken (its idle timeout): nothing was
+      // answered, nothing delivered, so the same GET goes again on a new connection, once.
+      if (connection.served === 0 || connection.answered || !isStaleFailure(err)) throw err;
+      const fresh = new StoreConnection(descriptor.endpoint, this.#options.onSocket);
+      return this.#fetchOn(fresh, descriptor, target, releaseOnDone);
+    }
+  }
+
+  async #fetchOn(
+    connection: StoreConnection,
+    descriptor: Descriptor,
+    target: SpliceTarget,
+    releaseOnDone: boolean,
+  ): Promise<number> {
+    const length = descriptor.length;
     let reusable = false;
     const deadline = <T>(promise: Promise<T>): Promise<T> =>
       withTimeout(promise, this.#options.fetchTimeoutMs, () => {
@@ -318,12 +348,22 @@ export class SplicedFetcher {
     list.push(connection);
     // Reading again: a store closing an idle connection is seen, and the connection dropped.
     connection.socket.resume();
-    connection.socket.setTimeout(this.#options.keepAliveMs ?? 30_000, () => {
+    const idleMs = Math.min(this.#options.keepAliveMs ?? 30_000, connection.idleMs ?? Infinity);
+    connection.socket.setTimeout(idleMs, () => {
       const at = list.indexOf(connection);
       if (at >= 0) list.splice(at, 1);
       connection.destroy();
     });
   }
+}
+
+/** A failure of a request that never got an answer: the connection was already closed. */
+function isStaleFailure(err: unknown): boolean {
+  const codes = [
+    (err as { code?: string }).code,
+    (err as { cause?: { code?: string } }).cause?.code,
+  ];
+  return codes.some((c) => c === 'ODB_ERR_FETCH_ABORTED' || c === 'ECONNRESET' || c === 'EPIPE');
 }
 
 function closedDestination(reason?: string): OdbError {
