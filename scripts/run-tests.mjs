@@ -1,6 +1,6 @@
 #!/usr/bin/env node
-// Runs the compiled tests (dist/test/**/*.test.js) one file at a time, rooms from the bottom of
-// src/ up, so a broken core fails in seconds rather than after the process tests.
+// Runs the compiled tests (dist/test/**/*.test.js) one file at a time (node --test orders the
+// files itself, by path).
 //   node scripts/run-tests.mjs [--containing TEXT] [PATH...] [-- NODE_TEST_OPTION...]
 // PATH: directories or files under dist/test (default: all of it). --containing keeps the files
 // whose compiled source contains TEXT (`npm run fuzz` runs the property tests this way).
@@ -8,9 +8,8 @@
 // (helpers and fixtures included) for a test file.
 import { spawnSync } from 'node:child_process';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
-import { join, relative } from 'node:path';
+import { join } from 'node:path';
 
-const order = ['core', 'protocol', 'http-core', 'store', 'header-mode', 'stream-mode', 'tiers'];
 const args = process.argv.slice(2);
 const split = args.indexOf('--');
 const ours = split < 0 ? args : args.slice(0, split);
@@ -32,15 +31,10 @@ function testFiles(path) {
   });
 }
 
-const rank = (file) => {
-  const room = relative('dist/test', file).split('/')[0];
-  const at = order.indexOf(room);
-  return at < 0 ? order.length : at;
-};
 const files = (paths.length ? paths : ['dist/test'])
   .flatMap(testFiles)
   .filter((file) => containing === undefined || readFileSync(file, 'utf8').includes(containing))
-  .sort((a, b) => rank(a) - rank(b) || a.localeCompare(b));
+  .sort();
 if (files.length === 0) {
   console.error('run-tests: no test files (build first: npm run build)');
   process.exit(1);
