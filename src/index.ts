@@ -50,6 +50,9 @@ export {
   type StoreStats,
 } from './store/store.js';
 export { StoreServer, type StoreServerOptions, type StoreServerStats } from './store/server.js';
+export type { JavaScriptSendReason, StoreSendStats } from './store/kernel-send.js';
+export type { SpliceTarget } from './store/spliced-fetch.js';
+export type { Transfer, TransferEnd, TransferEngine } from './native/transfer.js';
 export type { FetchLimitKind, FetchLimits } from './store/fetch-limits.js';
 export {
   StoreClient,
@@ -74,6 +77,7 @@ export {
   answerBadGateway,
   stripOdbHeaders,
   type DeliverOptions,
+  type JavaScriptDeliveryReason,
   type DeliveryFailure,
   type OdbGatewayOptions,
   type OdbGatewayStats,

@@ -28,6 +28,8 @@ export type KernelSendResult = { readonly complete: boolean; readonly bytes: num
 
 export class KernelSender {
   readonly stats: StoreSendStats = { kernel: 0, javascript: {} };
+  /** Sends cut because their peer took nothing for `idleMs` (the send watchdog counts its own). */
+  idleCuts = 0;
   readonly #logged = new Set<string>();
 
   constructor(
@@ -99,6 +101,7 @@ export class KernelSender {
         );
       }
       if (ended.reason === 'ETIMEDOUT') {
+        this.idleCuts++;
         this.log.warn(
           { code: 'ODB_ERR_SEND_TIMEOUT', sent: ended.written },
           'store connection cut: its peer stopped reading',

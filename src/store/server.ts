@@ -174,7 +174,7 @@ export class StoreServer {
       ...this.#counts,
       inFlight: this.#admission.inFlight,
       refused: { ...this.#admission.refused },
-      sendTimeouts: this.#watchdog.stats.cut,
+      sendTimeouts: this.#watchdog.stats.cut + this.#kernel.idleCuts,
       refusedChannels: this.#refusedChannels,
       sends: {
         kernel: this.#kernel.stats.kernel,

@@ -25,35 +25,41 @@ const ws = workspace();
 ws.file('big.bin', fileBytes, 21);
 const fileSha = syntheticSha256(21, 0, fileBytes);
 let be: OdbProcess;
+let kernelBe: OdbProcess;
 let fe: OdbProcess;
 let storeHost: string;
 let storePort: number;
 const readers: RawReader[] = [];
 
+const beArgs = [
+  'be',
+  '--listen',
+  '127.0.0.1:0',
+  '--store-listen',
+  '127.0.0.1:0',
+  '--root',
+  ws.dir,
+  '--key-file',
+  ws.keyFile,
+  '--store-budget',
+  `${budgetMiB}MiB`,
+  '--store-max-fetches-per-payload',
+  String(perPayload),
+  '--store-max-fetches-per-peer',
+  String(perPeer),
+  '--store-send-timeout',
+  `${sendTimeoutMs}ms`,
+  '--metrics-listen',
+  '127.0.0.1:0',
+  '--log-level',
+  'error',
+];
+
 before(async () => {
-  be = await startOdbProcess('be', [
-    'be',
-    '--listen',
-    '127.0.0.1:0',
-    '--store-listen',
-    '127.0.0.1:0',
-    '--root',
-    ws.dir,
-    '--key-file',
-    ws.keyFile,
-    '--store-budget',
-    `${budgetMiB}MiB`,
-    '--store-max-fetches-per-payload',
-    String(perPayload),
-    '--store-max-fetches-per-peer',
-    String(perPeer),
-    '--store-send-timeout',
-    `${sendTimeoutMs}ms`,
-    '--metrics-listen',
-    '127.0.0.1:0',
-    '--log-level',
-    'error',
-  ]);
+  // The JavaScript path, whose reads hold memory (transit) against the budget; and the kernel
+  // path (sendfile), which holds none.
+  be = await startOdbProcess('be', beArgs, { env: { ...process.env, ODB_NATIVE: 'off' } });
+  kernelBe = await startOdbProcess('be', beArgs);
   [storeHost, storePort] = splitHostPort(be.addresses.store!);
   fe = await startOdbProcess('fe', [
     'fe',
@@ -72,7 +78,7 @@ before(async () => {
 
 after(async () => {
   for (const reader of readers) reader.destroy();
-  await Promise.all([fe?.stop(), be?.stop()]);
+  await Promise.all([fe?.stop(), be?.stop(), kernelBe?.stop()]);
   ws.cleanup();
 });
 
@@ -81,11 +87,11 @@ function splitHostPort(address: string): [string, number] {
   return [address.slice(0, at), Number(address.slice(at + 1))];
 }
 
-/** A fresh descriptor of the whole file, as the BE answers an offered request. */
-function descriptorOfFile(): Promise<string> {
+/** A fresh descriptor of the whole file, as the BE (`from`) answers an offered request. */
+function descriptorOfFile(from: OdbProcess = be): Promise<string> {
   return new Promise((resolve, reject) => {
     const req = request(
-      `http://${be.addresses.http}/big.bin`,
+      `http://${from.addresses.http}/big.bin`,
       { headers: { 'odb-accept': '1' } },
       (res) => {
         res.resume();
@@ -104,12 +110,13 @@ async function stalledFetches(
   descriptors: readonly string[],
   count: number,
   localAddress: string,
+  store: [string, number] = [storeHost, storePort],
 ): Promise<RawReader[]> {
   const opened = await Promise.all(
     Array.from({ length: count }, (_, i) =>
       rawGet(
-        storeHost,
-        storePort,
+        store[0],
+        store[1],
         `/odb/v1/payload/${descriptors[i % descriptors.length]}`,
         neverReads,
         localAddress,
@@ -213,4 +220,47 @@ test('stalled fetches hold at most the budget, are cut after the send timeout an
   t.diagnostic(`after the cut: BE RSS +${(grownAfter / MiB).toFixed(1)} MiB, 0 bytes in transit`);
   assert.ok(grownAfter < inTransitBound + 24 * MiB);
   await assertServedThroughFe();
+});
+
+test('kernel path: stalled sendfile fetches hold no memory and are cut after the send timeout', async () => {
+  const metric = async (name: string): Promise<number> =>
+    metricValue(await scrape(kernelBe.addresses.metrics!), name);
+  const baseline = rssBytes(kernelBe.pid);
+  const descriptors = await Promise.all(
+    Array.from({ length: 20 }, () => descriptorOfFile(kernelBe)),
+  );
+  const stalled = await stalledFetches(
+    descriptors,
+    80,
+    '127.0.0.8',
+    splitHostPort(kernelBe.addresses.store!),
+  );
+  assert.deepEqual(statuses(stalled), { '200': stalled.length });
+  await eventually(
+    async () => (await metric('odb_store_fetches_in_flight')) === 80,
+    10_000,
+    'the fetches to start',
+  );
+  // Each fetch's bytes wait in its socket (the kernel's), none in the store's memory.
+  assert.equal(await metric('odb_store_transit_bytes'), 0);
+  const grown = rssBytes(kernelBe.pid) - baseline;
+  assert.ok(grown < 24 * MiB, `BE grew by ${(grown / MiB).toFixed(1)} MiB`);
+  await eventually(
+    async () => (await metric('odb_store_send_timeouts_total')) >= stalled.length,
+    sendTimeoutMs * 4,
+    'stalled sends to be cut',
+  );
+  for (const r of stalled) r.socket.resume();
+  await eventually(() => stalled.every((r) => r.closed()), 10_000, 'the peers to see the cut');
+  await eventually(
+    async () => (await metric('odb_store_fetches_in_flight')) === 0,
+    10_000,
+    'the fetches to end',
+  );
+  assert.equal(
+    metricValue(await scrape(kernelBe.addresses.metrics!), 'odb_store_sends_total', {
+      path: 'kernel',
+    }),
+    stalled.length,
+  );
 });
