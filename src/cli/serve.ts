@@ -1,6 +1,7 @@
 /**
  * The life of a tier process once its options are valid: start, log `ready`, reload the key
- * file on SIGHUP, drain on SIGTERM/SIGINT.
+ * file and the TLS certificate on SIGHUP (the certificate also when its files change), drain on
+ * SIGTERM/SIGINT.
  *
  * Draining: the listeners stop accepting at once, idle keep-alive connections are closed, every
  * response in flight finishes and then closes its connection; the process exits 0 when all are
@@ -11,6 +12,7 @@ import { constants } from 'node:os';
 import { loadKeyring, type Keyring } from '../core/keys/keyring.js';
 import type { Logger } from '../core/log.js';
 import type { HostPort } from '../core/net/address.js';
+import type { TlsCredentials } from '../core/net/tls-credentials.js';
 import type { RunningTier } from '../tiers/tier.js';
 import { describeListenError } from '../core/startup-errors.js';
 
@@ -25,6 +27,8 @@ export interface ServeOptions {
   readonly listeners: Readonly<Record<string, HostPort | undefined>>;
   /** The key file and the keyring loaded from it: SIGHUP reloads the file into the keyring. */
   readonly keys?: { readonly path: string; readonly keyring: Keyring };
+  /** The TLS certificate of the client listener: SIGHUP and changes of its files reload it. */
+  readonly tls?: TlsCredentials;
   readonly start: () => Promise<RunningTier>;
 }
 
@@ -33,12 +37,18 @@ export async function serve(options: ServeOptions): Promise<void> {
   const { name, logger } = options;
   const reloads = { ok: 0, failed: 0 };
   // Handled before the tier starts: the default action of SIGHUP kills the process. Only the key
-  // file is reloaded; options and the config file are read once, at start.
+  // file and the TLS certificate are reloaded; options and the config file are read once, at
+  // start.
   process.on('SIGHUP', () => {
-    if (!options.keys) {
-      logger.info({ signal: 'SIGHUP' }, `${name}: SIGHUP ignored (no key file to reload)`);
+    if (!options.keys && !options.tls) {
+      logger.info(
+        { signal: 'SIGHUP' },
+        `${name}: SIGHUP ignored (no key file or TLS certificate to reload)`,
+      );
       return;
     }
+    options.tls?.reload('SIGHUP');
+    if (!options.keys) return;
     const { path, keyring } = options.keys;
     try {
       keyring.replace(loadKeyring(path, { setting: '--key-file' }));
@@ -66,6 +76,7 @@ export async function serve(options: ServeOptions): Promise<void> {
   } catch (err) {
     throw describeListenError(err, options.listeners) ?? err;
   }
+  options.tls?.watch();
   // Always logged, whatever the level: scripts and tests wait for this line.
   logger.child({}, { level: 'info' }).info({ addresses: tier.addresses }, 'ready');
   tier.metrics.mirror({
@@ -86,6 +97,7 @@ export async function serve(options: ServeOptions): Promise<void> {
       process.exit(128 + constants.signals[signal]);
     }
     stopping = true;
+    options.tls?.close();
     // Listeners close first (synchronously, inside close()), then the line scripts wait for:
     // whoever reads "stopping" and connects must find nothing listening.
     const closed = tier.close();

@@ -5,8 +5,9 @@ import type { Command } from 'commander';
 import { OdbError } from '../core/errors.js';
 import { defaultThresholdBytes } from '../header-mode/backend.js';
 import { loadKeyring, type Keyring } from '../core/keys/keyring.js';
-import { createLogger } from '../core/log.js';
+import { createLogger, type Logger } from '../core/log.js';
 import { defaultSendMinBytesPerSecond, defaultSendTimeoutMs } from '../core/net/send-rate.js';
+import { TlsCredentials } from '../core/net/tls-credentials.js';
 import { defaultStoreConnections, defaultStoreQueueTimeoutMs } from '../store/client.js';
 import { defaultFetchLimits } from '../store/fetch-limits.js';
 import { defaultStoreSendTimeoutMs } from '../store/server.js';
@@ -291,6 +292,17 @@ export const frontendOptions = defineOptions({
     repeatable: true,
     required: true,
   },
+  tlsCert: {
+    flag: '--tls-cert <file>',
+    description:
+      'serve HTTPS with this PEM certificate (chain); with --tls-key; reloaded on SIGHUP and when the file changes',
+    schema: optionTypes.path,
+  },
+  tlsKey: {
+    flag: '--tls-key <file>',
+    description: 'PEM private key of --tls-cert (unencrypted); with --tls-cert',
+    schema: optionTypes.path,
+  },
   keyFile,
   mode,
   storeAllow: {
@@ -346,6 +358,25 @@ function keyringFor(modeValue: string, path: string | undefined): Keyring | unde
     );
   }
   return loadKeyring(path, { setting: '--key-file' });
+}
+
+/** The TLS pair of `--tls-cert`/`--tls-key`: both or neither; checked now (exit 2 if bad). */
+function tlsFor(
+  cert: string | undefined,
+  key: string | undefined,
+  logger: Logger,
+): TlsCredentials | undefined {
+  if (cert === undefined && key === undefined) return undefined;
+  if (cert === undefined || key === undefined) {
+    const [given, missing] =
+      cert === undefined ? ['--tls-key', '--tls-cert'] : ['--tls-cert', '--tls-key'];
+    throw new OdbError(
+      'ODB_ERR_INVALID_OPTION',
+      `${given} needs ${missing}: give both the PEM certificate and its private key ` +
+        '(or neither, for plain HTTP)',
+    );
+  }
+  return TlsCredentials.load({ certFile: cert, keyFile: key }, logger);
 }
 
 /** What SIGHUP reloads: the key file, when the tier has one. */
@@ -452,12 +483,14 @@ export function registerTierCommands(program: Command): void {
     const o = resolveOptions(frontendOptions, fe);
     const logger = createLogger('odb-fe', o.logLevel);
     const keyring = keyringFor(o.mode, o.keyFile);
+    const tls = tlsFor(o.tlsCert, o.tlsKey, logger);
     await serve({
       name: 'fe',
       logger,
       drainTimeoutMs: o.drainTimeout,
       listeners: { '--listen': o.listen, '--metrics-listen': o.metricsListen },
       keys: reloadable(o.keyFile, keyring),
+      tls,
       start: () =>
         startFrontend({
           listen: o.listen,
@@ -474,6 +507,7 @@ export function registerTierCommands(program: Command): void {
           upstreamQueue: upstreamQueue(o),
           limits: listenerLimits(o),
           metricsListen: o.metricsListen,
+          tls,
           logger,
         }),
     });

@@ -45,6 +45,7 @@ const registry = {
   ODB_ERR_DESTINATION_CLOSED: E('destination closed before the response body ended'),
   ODB_ERR_INVALID_OPTION: E('an option or configuration value is invalid'),
   ODB_ERR_KEY_FILE: E('the cluster key file is missing or invalid'),
+  ODB_ERR_TLS_FILE: E('a TLS certificate or private key file is missing or invalid'),
   ODB_ERR_LISTEN: E('a listen address cannot be bound'),
   ODB_ERR_UNSUPPORTED_RUNTIME: E(
     'an internal of this Node.js runtime is missing or not as expected',

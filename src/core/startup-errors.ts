@@ -1,7 +1,7 @@
 /**
  * Start-up failures as one line an operator can act on: which setting is wrong and how to fix
- * it. Configuration errors (a bad option, config file or key file, an address that cannot be
- * bound, a missing directory) exit with status 2; anything else with 1.
+ * it. Configuration errors (a bad option, config file, key file or TLS file, an address that
+ * cannot be bound, a missing directory) exit with status 2; anything else with 1.
  */
 import { statSync } from 'node:fs';
 import { OdbError, isOdbError, type OdbErrorCode } from './errors.js';
@@ -11,6 +11,7 @@ import { formatAddress, type HostPort } from './net/address.js';
 const configurationCodes: ReadonlySet<OdbErrorCode> = new Set([
   'ODB_ERR_INVALID_OPTION',
   'ODB_ERR_KEY_FILE',
+  'ODB_ERR_TLS_FILE',
   'ODB_ERR_LISTEN',
 ]);
 

@@ -29,6 +29,7 @@ import {
   type UpstreamQueueLimits,
 } from './http-relay.js';
 import type { SendRateLimits } from '../core/net/send-rate.js';
+import type { TlsCredentials } from '../core/net/tls-credentials.js';
 import { TierMetrics, samplesByLabel } from './metrics.js';
 import { mirrorRelayMetrics } from './relay-metrics.js';
 import { SocketByteCounter } from './socket-counter.js';
@@ -60,6 +61,11 @@ export interface FrontendConfig {
   readonly metricsListen?: HostPort;
   /** Limits of the client-facing listener. */
   readonly limits?: Partial<ListenerLimits>;
+  /**
+   * Terminate TLS: the client listener is HTTPS with this certificate (reloaded as it changes).
+   * Bodies to TLS clients are encrypted in user space, so they take the JavaScript path.
+   */
+  readonly tls?: TlsCredentials;
   /** Waiting for a free upstream connection: most requests queued, and longest wait. */
   readonly upstreamQueue?: UpstreamQueueLimits;
   readonly logger: Logger;
@@ -186,6 +192,7 @@ export async function startFrontend(config: FrontendConfig): Promise<RunningTier
     metricsListen: config.metricsListen,
     limits: config.limits,
     sendRate: config.sendRate,
+    tls: config.tls,
     logger: log,
     closeParts: () => {
       clearInterval(keyCheckTimer);

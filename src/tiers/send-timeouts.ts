@@ -1,5 +1,6 @@
 /** The minimum send rate of a tier's client listener: watchdog, metric and log line. */
 import type { Server } from 'node:net';
+import { Server as TlsServer, type TLSSocket } from 'node:tls';
 import { silentLogger, type Logger } from '../core/log.js';
 import {
   SendWatchdog,
@@ -34,7 +35,11 @@ export function attachSendWatchdog(
         'client connection cut: it took its response too slowly',
       ),
   });
-  server.on('connection', (socket) => watchdog.watch(socket));
+  // A TLS listener's clients are its TLS sockets: the raw TCP socket under one never queues a byte
+  // (the TLS layer writes beneath it), so it would never look slow.
+  if (server instanceof TlsServer)
+    server.on('secureConnection', (socket: TLSSocket) => watchdog.watch(socket));
+  else server.on('connection', (socket) => watchdog.watch(socket));
   const unavailable = ackedBytesUnavailable();
   if (unavailable && limits.timeoutMs > 0) {
     logger.warn(

@@ -59,7 +59,13 @@ test('other errors are not listen errors', () => {
 });
 
 test('configuration errors exit 2, others 1; always one line', () => {
-  for (const code of ['ODB_ERR_INVALID_OPTION', 'ODB_ERR_KEY_FILE', 'ODB_ERR_LISTEN'] as const) {
+  const configuration = [
+    'ODB_ERR_INVALID_OPTION',
+    'ODB_ERR_KEY_FILE',
+    'ODB_ERR_TLS_FILE',
+    'ODB_ERR_LISTEN',
+  ] as const;
+  for (const code of configuration) {
     assert.equal(exitStatusFor(new OdbError(code, 'x')), 2);
   }
   assert.equal(exitStatusFor(new OdbError('ODB_ERR_STORE_UNREACHABLE')), 1);

@@ -1,5 +1,6 @@
 // A test certificate authority and a server certificate it signed (localhost, 127.0.0.1), made
-// with openssl for each test run: real TLS, verified by clients against the test CA.
+// with openssl for each test run: real TLS, verified by clients against the test CA. More server
+// certificates of the same CA (another subject, another serial) with `issueServerCertificate`.
 import { execFileSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -9,13 +10,15 @@ export interface TestPki {
   readonly ca: string;
   readonly key: string;
   readonly cert: string;
+  /** The directory the files are in (the CA's key and serial file too). */
+  readonly dir: string;
 }
 
+const openssl = (args: string[]): void => {
+  execFileSync('openssl', args, { stdio: ['ignore', 'ignore', 'pipe'] });
+};
+
 export function makeTestPki(dir: string): TestPki {
-  const path = (name: string): string => join(dir, name);
-  const openssl = (args: string[]): void => {
-    execFileSync('openssl', args, { stdio: ['ignore', 'ignore', 'pipe'] });
-  };
   openssl(
     [
       'req',
@@ -27,29 +30,44 @@ export function makeTestPki(dir: string): TestPki {
       '2',
       '-subj',
       '/CN=ODB test CA',
-    ].concat(['-keyout', path('ca.key'), '-out', path('ca.crt')]),
+    ].concat(['-keyout', join(dir, 'ca.key'), '-out', join(dir, 'ca.crt')]),
   );
+  const ca = join(dir, 'ca.crt');
+  return { ca, dir, ...issueServerCertificate({ ca, dir }, 'server', 'localhost') };
+}
+
+/**
+ * A new key and a certificate for localhost and 127.0.0.1 signed by the test CA, with subject
+ * `CN=<commonName>` and the CA's next serial: `<name>.key`, `<name>.crt` in the PKI's directory.
+ */
+export function issueServerCertificate(
+  pki: Pick<TestPki, 'ca' | 'dir'>,
+  name: string,
+  commonName: string,
+): { key: string; cert: string } {
+  const path = (file: string): string => join(pki.dir, file);
   openssl(
-    ['req', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=localhost'].concat([
+    ['req', '-newkey', 'rsa:2048', '-nodes', '-subj', `/CN=${commonName}`].concat([
       '-keyout',
-      path('server.key'),
+      path(`${name}.key`),
       '-out',
-      path('server.csr'),
+      path(`${name}.csr`),
     ]),
   );
-  const extensions = path('server.ext');
+  const extensions = path(`${name}.ext`);
   writeFileSync(extensions, 'subjectAltName=DNS:localhost,IP:127.0.0.1\n');
   openssl(
-    [
-      'x509',
-      '-req',
-      '-in',
-      path('server.csr'),
-      '-CA',
-      path('ca.crt'),
-      '-CAkey',
-      path('ca.key'),
-    ].concat(['-CAcreateserial', '-days', '2', '-extfile', extensions, '-out', path('server.crt')]),
+    ['x509', '-req', '-in', path(`${name}.csr`), '-CA', pki.ca, '-CAkey', path('ca.key')].concat([
+      '-CAserial',
+      path('ca.srl'),
+      '-CAcreateserial',
+      '-days',
+      '2',
+      '-extfile',
+      extensions,
+      '-out',
+      path(`${name}.crt`),
+    ]),
   );
-  return { ca: path('ca.crt'), key: path('server.key'), cert: path('server.crt') };
+  return { key: path(`${name}.key`), cert: path(`${name}.crt`) };
 }

@@ -24,7 +24,7 @@
  * for an upstream, or idle between requests, is not a slow reader (idle connections are another
  * limit's business).
  */
-import type { Socket } from 'node:net';
+import { Socket } from 'node:net';
 import { ackedBytes } from './socket-progress.js';
 import { lentBytes } from './socket-handoff.js';
 
@@ -168,13 +168,29 @@ export class SendWatchdog {
       });
       // A reset, not a close: a close would leave the unsent bytes in the kernel, which keeps
       // offering them to a peer that does not read (like nginx's reset_timedout_connection).
-      // Only TCP sockets can be reset; anything else (a pipe) is destroyed.
+      // Only TCP sockets can be reset: a TLS socket through the TCP socket it wraps; anything
+      // else (a pipe) is destroyed.
       try {
         socket.resetAndDestroy();
       } catch {
+        const tcp = wrappedTcpSocket(socket);
+        try {
+          tcp?.resetAndDestroy();
+        } catch {
+          // Not TCP either: the destroy below is all there is.
+        }
         socket.destroy();
       }
     }
     if (this.#sockets.size === 0) this.#stop();
   }
+}
+
+/**
+ * The TCP socket a TLS socket wraps (Node keeps it as `_parent` of a server's TLS sockets), or
+ * undefined for any other socket.
+ */
+function wrappedTcpSocket(socket: Socket): Socket | undefined {
+  const parent = (socket as Socket & { _parent?: unknown })._parent;
+  return parent instanceof Socket && parent !== socket ? parent : undefined;
 }
