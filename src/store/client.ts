@@ -157,6 +157,15 @@ export class StoreClient {
     target: FetchTarget,
     options: FetchOptions = {},
   ): Promise<number> {
+    return this.#onSlot(descriptor, options, () => this.#fetchOnSlot(descriptor, target, options));
+  }
+
+  /** Runs `fetch` holding one of the store's connection slots, counted as a fetch. */
+  async #onSlot(
+    descriptor: Descriptor,
+    options: FetchOptions,
+    fetch: () => Promise<number>,
+  ): Promise<number> {
     this.stats.fetches++;
     let release: () => void;
     try {
@@ -168,7 +177,7 @@ export class StoreClient {
       throw this.#failure(err as OdbError);
     }
     try {
-      return await this.#fetchOnSlot(descriptor, target, options);
+      return await fetch();
     } finally {
       release();
     }
@@ -251,35 +260,21 @@ export class StoreClient {
     engine: TransferEngine,
     options: FetchOptions = {},
   ): Promise<number> {
-    this.stats.fetches++;
-    let release: () => void;
-    try {
-      release = await this.#slotsOf(descriptor.endpoint).acquire(
-        this.#queueTimeoutMs,
-        options.signal,
-      );
-    } catch (err) {
-      throw this.#failure(err as OdbError);
-    }
-    this.#spliced ??= new SplicedFetcher({
+    const spliced = (this.#spliced ??= new SplicedFetcher({
       engine,
       fetchTimeoutMs: this.#fetchTimeoutMs,
       idleTimeoutMs: this.#idleTimeoutMs,
       onSocket: this.#onSocket,
+    }));
+    return this.#onSlot(descriptor, options, async () => {
+      try {
+        const bytes = await spliced.fetch(descriptor, target, options.releaseOnComplete ?? false);
+        this.stats.fetchedBytes += bytes;
+        return bytes;
+      } catch (err) {
+        throw this.#failure(err as OdbError);
+      }
     });
-    try {
-      const bytes = await this.#spliced.fetch(
-        descriptor,
-        target,
-        options.releaseOnComplete ?? false,
-      );
-      this.stats.fetchedBytes += bytes;
-      return bytes;
-    } catch (err) {
-      throw this.#failure(err as OdbError);
-    } finally {
-      release();
-    }
   }
 
   /** Releases the payload now. Resolves whether or not the store still held it. */

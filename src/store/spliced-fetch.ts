@@ -314,7 +314,8 @@ export class SplicedFetcher {
           throw closedDestination(ended.reason);
         }
       }
-      reusable = true;
+      // Bytes past the body would be taken for the next answer: such a connection is not reused.
+      reusable = head.rest.length <= length;
       return length;
     } catch (err) {
       throw classify(err, undefined);
