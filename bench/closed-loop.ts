@@ -159,7 +159,7 @@ interface RunningChain {
 }
 
 /** The file of each size, under `dir`: random bytes, readable by nginx's workers. */
-interface PayloadFile {
+export interface PayloadFile {
   readonly size: number;
   readonly path: string;
   readonly sha256: string;
@@ -220,7 +220,7 @@ async function startNamedChain(
 }
 
 /** Fetches `url` once with curl and compares its body with the file. */
-function checkBytes(url: string, file: PayloadFile): Promise<ClosedLoopCheck> {
+export function checkBytes(url: string, file: PayloadFile): Promise<ClosedLoopCheck> {
   return new Promise((resolve) => {
     const child = spawn('curl', ['-sS', '--fail', '--max-time', '60', '-o', '-', url], {
       stdio: ['ignore', 'pipe', 'pipe'],
