@@ -18,6 +18,10 @@ const fmt = (v: number, decimals = 2): string => (Number.isFinite(v) ? v.toFixed
 const ms = (s: Spread): string =>
   formatSpread({ ...s, median: s.median / 1000, min: s.min / 1000, max: s.max / 1000 }, 2);
 
+/** A share of one CPU as a percentage (tick rounding can make a small share negative). */
+const pctOfCpu = (s: Spread): string =>
+  formatSpread({ ...s, median: 100 * s.median, min: 100 * s.min, max: 100 * s.max }, 0) + ' %';
+
 function sizesOf(entries: readonly ClosedLoopEntry[]): number[] {
   return [...new Set(entries.map((e) => e.size))].sort((a, b) => a - b);
 }
@@ -39,14 +43,14 @@ function kernelShare(s: ClosedLoopSummary, side: 'fe' | 'be'): string {
 
 function sizeTable(entries: readonly ClosedLoopEntry[], size: number): string[] {
   const lines = [
-    '| chain (FE → IS → BE) | req/s | requests | p50 ms | p99 ms | FE CPU µs/req | IS CPU µs/req | BE CPU µs/req | chain CPU µs/req | wrk CPU µs/req | errors: socket / status ≥ 400 | shortcuts/req | kernel path FE / BE | bytes check |',
-    `|${'---|'.repeat(14)}`,
+    '| chain (FE → IS → BE) | req/s | requests | p50 ms | p99 ms | FE CPU µs/req | IS CPU µs/req | BE CPU µs/req | chain CPU µs/req | wrk CPU µs/req | other CPU | errors: socket / status ≥ 400 | shortcuts/req | kernel path FE / BE | bytes check |',
+    `|${'---|'.repeat(15)}`,
   ];
   for (const e of entries.filter((x) => x.size === size)) {
     const s = e.summary;
     if (!s) {
       lines.push(
-        `| ${e.label} | ${'not measured | '.repeat(12)}✗ **FAILED**: ${e.check.error ?? 'unknown'} |`,
+        `| ${e.label} | ${'not measured | '.repeat(13)}✗ **FAILED**: ${e.check.error ?? 'unknown'} |`,
       );
       continue;
     }
@@ -54,7 +58,7 @@ function sizeTable(entries: readonly ClosedLoopEntry[], size: number): string[] 
     const odb = s.countersPerRequest.shortcuts !== undefined;
     lines.push(
       `| ${e.label} | ${formatSpread(s.requestsPerSecond)} | ${s.requests} | ${ms(s.latencyUs.p50)} | ${ms(s.latencyUs.p99)} | ` +
-        `${cpu('fe')} | ${cpu('is1')} | ${cpu('be')} | **${formatSpread(s.chainCpuUsPerRequest)}** | ${formatSpread(s.clientCpuUsPerRequest)} | ` +
+        `${cpu('fe')} | ${cpu('is1')} | ${cpu('be')} | **${formatSpread(s.chainCpuUsPerRequest)}** | ${formatSpread(s.clientCpuUsPerRequest)} | ${pctOfCpu(s.otherCpuShare)} | ` +
         `${s.socketErrors} / ${s.statusErrors} | ${odb ? formatSpread(s.countersPerRequest.shortcuts!, 2) : '—'} | ` +
         `${odb ? `${kernelShare(s, 'fe')} / ${kernelShare(s, 'be')}` : '—'} | ✓ ${formatBytes(e.check.bytes ?? 0)} |`,
     );
@@ -178,6 +182,12 @@ export function closedLoopSection(
     'The stock tiers: nginx BE with `sendfile on; tcp_nopush on;`; HAProxy in HTTP mode with `option splice-request` and `option splice-response` (`splice-auto` never spliced on loopback here); nginx FE with its stock proxy defaults (HTTP/1.0 to its upstream, one connection per request, buffering on: bodies beyond its buffers spool to temp files). nginx runs one worker, HAProxy its default threads (one per CPU). No tier writes a per-request log (odb tiers run at log level warn).',
     '',
   ];
+  const loads = entries.map((e) => e.loadAverage).filter((l): l is number => l !== undefined);
+  if (loads.length > 0)
+    lines.push(
+      `The machine's 1-minute load average when the cells started: ${fmt(Math.min(...loads))} to ${fmt(Math.max(...loads))} (this run's own included: its tiers and wrk keep both CPUs busy). Other CPU: what the rest of the machine used during a run (busy time of all CPUs from /proc/stat minus the tiers' and wrk's), in % of one CPU; a few % is this harness and the system, more is other work competing with the chain.`,
+      '',
+    );
   const ratios = ratioTable(entries);
   if (ratios.length > 0) lines.push(...ratios, '');
   for (const size of sizesOf(entries))

@@ -22,7 +22,7 @@
 import { execFileSync, spawn } from 'node:child_process';
 import { createHash, randomFillSync } from 'node:crypto';
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startChain } from '../dev/harness/chain.js';
 import { startStockChain } from '../dev/harness/stock-chain.js';
@@ -101,6 +101,11 @@ export interface ClosedLoopRun {
   readonly clientCpuUsPerRequest: number;
   /** ODB counters per request over the run (empty for stock chains); see {@link odbCounters}. */
   readonly countersPerRequest: Readonly<Record<string, number>>;
+  /**
+   * CPU the rest of the machine used over the run (all CPUs' busy time from /proc/stat minus the
+   * tiers' and wrk's), as a share of one CPU: other work competing with the chain.
+   */
+  readonly otherCpuShare: number;
   /** False when the chain was still busy 10 s after the previous wrk run (see waitForIdle). */
   readonly startedIdle: boolean;
 }
@@ -113,6 +118,8 @@ export interface ClosedLoopSummary {
   /** The sum of the tiers' CPU per request, per run. */
   readonly chainCpuUsPerRequest: Spread;
   readonly clientCpuUsPerRequest: Spread;
+  /** See {@link ClosedLoopRun.otherCpuShare}. */
+  readonly otherCpuShare: Spread;
   readonly bytesPerResponse: Spread;
   /** Over all runs. */
   readonly requests: number;
@@ -127,6 +134,8 @@ export interface ClosedLoopEntry {
   readonly label: string;
   readonly tiers: ClosedLoopChainInfo['tiers'];
   readonly size: number;
+  /** The machine's 1-minute load average when the cell started (other work competes for CPUs). */
+  readonly loadAverage?: number;
   readonly check: ClosedLoopCheck;
   /** Empty when the check failed. */
   readonly runs: readonly ClosedLoopRun[];
@@ -264,13 +273,24 @@ export function checkBytes(url: string, file: PayloadFile): Promise<ClosedLoopCh
 
 let ticksPerSecond: number | undefined;
 
-/** CPU µs this process's waited-for children used so far (cutime + cstime): wrk, once reaped. */
-function childrenCpuMicros(): number {
+function ticksToMicros(ticks: number): number {
   ticksPerSecond ??=
     Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
+  return (ticks * 1e6) / ticksPerSecond;
+}
+
+/** CPU µs this process's waited-for children used so far (cutime + cstime): wrk, once reaped. */
+function childrenCpuMicros(): number {
   const stat = readFileSync('/proc/self/stat', 'utf8');
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return ((Number(fields[13]) + Number(fields[14])) * 1e6) / ticksPerSecond;
+  return ticksToMicros(Number(fields[13]) + Number(fields[14]));
+}
+
+/** Busy CPU µs of the whole machine so far: user, nice, system, irq and softirq of all CPUs. */
+function machineBusyMicros(): number {
+  const line = readFileSync('/proc/stat', 'utf8').split('\n')[0]!;
+  const [, user, nice, system, , , irq, softirq] = line.trim().split(/\s+/).map(Number);
+  return ticksToMicros(user! + nice! + system! + irq! + softirq!);
 }
 
 async function measureOnce(
@@ -279,12 +299,17 @@ async function measureOnce(
   script: string,
   settings: WrkSettings,
 ): Promise<Omit<ClosedLoopRun, 'startedIdle'>> {
+  // Before and after: the counters' scrapes cost the tiers CPU outside the window.
   const countersBefore = (await chain.counters?.()) ?? {};
+  const machineBefore = machineBusyMicros();
   const cpuBefore = chain.processes.map(tierCpuMicros);
   const clientBefore = childrenCpuMicros();
+  const start = performance.now();
   const wrk = await runWrk(url, script, settings);
+  const wallUs = (performance.now() - start) * 1000;
   const cpuAfter = chain.processes.map(tierCpuMicros);
   const clientAfter = childrenCpuMicros();
+  const machineAfter = machineBusyMicros();
   const countersAfter = (await chain.counters?.()) ?? {};
   const requests = Math.max(1, wrk.requests);
   const cpuUsPerRequest: Record<string, number> = {};
@@ -297,11 +322,16 @@ async function measureOnce(
       (countersAfter[k]! - (countersBefore[k] ?? 0)) / requests,
     ]),
   );
+  const ours =
+    cpuAfter.reduce((a, b) => a + b, 0) -
+    cpuBefore.reduce((a, b) => a + b, 0) +
+    (clientAfter - clientBefore);
   return {
     wrk,
     cpuUsPerRequest,
     clientCpuUsPerRequest: (clientAfter - clientBefore) / requests,
     countersPerRequest,
+    otherCpuShare: (machineAfter - machineBefore - ours) / wallUs,
   };
 }
 
@@ -319,6 +349,7 @@ export function summariseClosedLoop(runs: readonly ClosedLoopRun[]): ClosedLoopS
     cpuUsPerRequest: Object.fromEntries(tiers.map((t) => [t, pick((r) => r.cpuUsPerRequest[t]!)])),
     chainCpuUsPerRequest: pick((r) => Object.values(r.cpuUsPerRequest).reduce((a, b) => a + b, 0)),
     clientCpuUsPerRequest: pick((r) => r.clientCpuUsPerRequest),
+    otherCpuShare: pick((r) => r.otherCpuShare),
     bytesPerResponse: pick((r) => r.wrk.bytes / Math.max(1, r.wrk.requests)),
     requests: runs.reduce((n, r) => n + r.wrk.requests, 0),
     socketErrors: runs.reduce((n, r) => n + socketErrors(r.wrk), 0),
@@ -388,7 +419,13 @@ export async function runClosedLoop(o: ClosedLoopOptions): Promise<ClosedLoopEnt
           o.onCell?.(`closed loop: ${info.label}, ${formatBytes(file.size)}`);
           const url = chain.url(file.path);
           const check = await checkBytes(url, file);
-          const base = { chain: name, label: info.label, tiers: info.tiers, size: file.size };
+          const base = {
+            chain: name,
+            label: info.label,
+            tiers: info.tiers,
+            size: file.size,
+            loadAverage: loadavg()[0],
+          };
           if (!check.ok) {
             process.stderr.write(
               `\n*** BYTE CHECK FAILED: ${info.label}, ${formatBytes(file.size)}: ${check.error} — cell not measured ***\n\n`,

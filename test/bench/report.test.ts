@@ -66,6 +66,7 @@ test('a closed-loop run reports its cells side by side, its ratios, and a failed
         countersPerRequest: odb
           ? { shortcuts: 1, feKernel: 1, feJavascript: 0, beKernel: 1, beJavascript: 0 }
           : {},
+        otherCpuShare: 0.02,
         startedIdle: true,
       },
     ]);
