@@ -43,7 +43,7 @@ function kernelShare(s: ClosedLoopSummary, side: 'fe' | 'be'): string {
 
 function sizeTable(entries: readonly ClosedLoopEntry[], size: number): string[] {
   const lines = [
-    '| chain (FE → IS → BE) | req/s | requests | p50 ms | p99 ms | FE CPU µs/req | IS CPU µs/req | BE CPU µs/req | chain CPU µs/req | wrk CPU µs/req | other CPU | errors: socket / status ≥ 400 | shortcuts/req | kernel path FE / BE | bytes check |',
+    '| chain (FE → IS → BE) | req/s | requests | p50 ms | p99 ms | FE CPU µs/req | IS CPU µs/req | BE CPU µs/req | chain CPU µs/req | wrk CPU µs/req | other CPU / steal | errors: socket / status ≥ 400 | shortcuts/req | kernel path FE / BE | bytes check |',
     `|${'---|'.repeat(15)}`,
   ];
   for (const e of entries.filter((x) => x.size === size)) {
@@ -58,7 +58,7 @@ function sizeTable(entries: readonly ClosedLoopEntry[], size: number): string[] 
     const odb = s.countersPerRequest.shortcuts !== undefined;
     lines.push(
       `| ${e.label} | ${formatSpread(s.requestsPerSecond)} | ${s.requests} | ${ms(s.latencyUs.p50)} | ${ms(s.latencyUs.p99)} | ` +
-        `${cpu('fe')} | ${cpu('is1')} | ${cpu('be')} | **${formatSpread(s.chainCpuUsPerRequest)}** | ${formatSpread(s.clientCpuUsPerRequest)} | ${pctOfCpu(s.otherCpuShare)} | ` +
+        `${cpu('fe')} | ${cpu('is1')} | ${cpu('be')} | **${formatSpread(s.chainCpuUsPerRequest)}** | ${formatSpread(s.clientCpuUsPerRequest)} | ${pctOfCpu(s.otherCpuShare)} / ${pctOfCpu(s.stealShare)} | ` +
         `${s.socketErrors} / ${s.statusErrors} | ${odb ? formatSpread(s.countersPerRequest.shortcuts!, 2) : '—'} | ` +
         `${odb ? `${kernelShare(s, 'fe')} / ${kernelShare(s, 'be')}` : '—'} | ✓ ${formatBytes(e.check.bytes ?? 0)} |`,
     );
@@ -185,7 +185,7 @@ export function closedLoopSection(
   const loads = entries.map((e) => e.loadAverage).filter((l): l is number => l !== undefined);
   if (loads.length > 0)
     lines.push(
-      `The machine's 1-minute load average when the cells started: ${fmt(Math.min(...loads))} to ${fmt(Math.max(...loads))} (this run's own included: its tiers and wrk keep both CPUs busy). Other CPU: what the rest of the machine used during a run (busy time of all CPUs from /proc/stat minus the tiers' and wrk's), in % of one CPU; a few % is this harness and the system, more is other work competing with the chain.`,
+      `The machine's 1-minute load average when the cells started: ${fmt(Math.min(...loads))} to ${fmt(Math.max(...loads))} (this run's own included: its tiers and wrk keep both CPUs busy). Other CPU: what the rest of the machine used during a run (busy time of all CPUs from /proc/stat minus the tiers' and wrk's), in % of one CPU: about ±10 % is noise (the machine's time is sampled at each tick, the processes' is exact), more is other work competing with the chain, kernel threads (ksoftirqd) included. Steal: time the hypervisor gave this machine's CPUs to others, in % of one CPU; it slows a run down but, with paravirtual steal accounting, is charged to no process.`,
       '',
     );
   const ratios = ratioTable(entries);

@@ -103,9 +103,17 @@ export interface ClosedLoopRun {
   readonly countersPerRequest: Readonly<Record<string, number>>;
   /**
    * CPU the rest of the machine used over the run (all CPUs' busy time from /proc/stat minus the
-   * tiers' and wrk's), as a share of one CPU: other work competing with the chain.
+   * tiers' and wrk's), as a share of one CPU: other work competing with the chain. The machine's
+   * figure is sampled at each tick, the processes' is exact: about ±10 % is noise.
    */
   readonly otherCpuShare: number;
+  /**
+   * Time the hypervisor gave this machine's CPUs to others (steal), as a share of one CPU. With
+   * paravirtual steal accounting (CONFIG_PARAVIRT_TIME_ACCOUNTING) no process is charged for it.
+   */
+  readonly stealShare: number;
+  /** Wall time of the measured run, µs. */
+  readonly wallUs: number;
   /** False when the chain was still busy 10 s after the previous wrk run (see waitForIdle). */
   readonly startedIdle: boolean;
 }
@@ -120,6 +128,7 @@ export interface ClosedLoopSummary {
   readonly clientCpuUsPerRequest: Spread;
   /** See {@link ClosedLoopRun.otherCpuShare}. */
   readonly otherCpuShare: Spread;
+  readonly stealShare: Spread;
   readonly bytesPerResponse: Spread;
   /** Over all runs. */
   readonly requests: number;
@@ -286,11 +295,14 @@ function childrenCpuMicros(): number {
   return ticksToMicros(Number(fields[13]) + Number(fields[14]));
 }
 
-/** Busy CPU µs of the whole machine so far: user, nice, system, irq and softirq of all CPUs. */
-function machineBusyMicros(): number {
+/** CPU µs of the whole machine so far, all CPUs: busy (user, nice, system, irq, softirq), steal. */
+function machineMicros(): { busy: number; steal: number } {
   const line = readFileSync('/proc/stat', 'utf8').split('\n')[0]!;
-  const [, user, nice, system, , , irq, softirq] = line.trim().split(/\s+/).map(Number);
-  return ticksToMicros(user! + nice! + system! + irq! + softirq!);
+  const [, user, nice, system, , , irq, softirq, steal] = line.trim().split(/\s+/).map(Number);
+  return {
+    busy: ticksToMicros(user! + nice! + system! + irq! + softirq!),
+    steal: ticksToMicros(steal ?? 0),
+  };
 }
 
 async function measureOnce(
@@ -301,7 +313,7 @@ async function measureOnce(
 ): Promise<Omit<ClosedLoopRun, 'startedIdle'>> {
   // Before and after: the counters' scrapes cost the tiers CPU outside the window.
   const countersBefore = (await chain.counters?.()) ?? {};
-  const machineBefore = machineBusyMicros();
+  const machineBefore = machineMicros();
   const cpuBefore = chain.processes.map(tierCpuMicros);
   const clientBefore = childrenCpuMicros();
   const start = performance.now();
@@ -309,7 +321,7 @@ async function measureOnce(
   const wallUs = (performance.now() - start) * 1000;
   const cpuAfter = chain.processes.map(tierCpuMicros);
   const clientAfter = childrenCpuMicros();
-  const machineAfter = machineBusyMicros();
+  const machineAfter = machineMicros();
   const countersAfter = (await chain.counters?.()) ?? {};
   const requests = Math.max(1, wrk.requests);
   const cpuUsPerRequest: Record<string, number> = {};
@@ -331,7 +343,9 @@ async function measureOnce(
     cpuUsPerRequest,
     clientCpuUsPerRequest: (clientAfter - clientBefore) / requests,
     countersPerRequest,
-    otherCpuShare: (machineAfter - machineBefore - ours) / wallUs,
+    otherCpuShare: (machineAfter.busy - machineBefore.busy - ours) / wallUs,
+    stealShare: (machineAfter.steal - machineBefore.steal) / wallUs,
+    wallUs,
   };
 }
 
@@ -350,6 +364,7 @@ export function summariseClosedLoop(runs: readonly ClosedLoopRun[]): ClosedLoopS
     chainCpuUsPerRequest: pick((r) => Object.values(r.cpuUsPerRequest).reduce((a, b) => a + b, 0)),
     clientCpuUsPerRequest: pick((r) => r.clientCpuUsPerRequest),
     otherCpuShare: pick((r) => r.otherCpuShare),
+    stealShare: pick((r) => r.stealShare),
     bytesPerResponse: pick((r) => r.wrk.bytes / Math.max(1, r.wrk.requests)),
     requests: runs.reduce((n, r) => n + r.wrk.requests, 0),
     socketErrors: runs.reduce((n, r) => n + socketErrors(r.wrk), 0),

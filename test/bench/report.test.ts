@@ -67,6 +67,8 @@ test('a closed-loop run reports its cells side by side, its ratios, and a failed
           ? { shortcuts: 1, feKernel: 1, feJavascript: 0, beKernel: 1, beJavascript: 0 }
           : {},
         otherCpuShare: 0.02,
+        stealShare: 0.01,
+        wallUs: 5_000_000,
         startedIdle: true,
       },
     ]);
