@@ -12,6 +12,7 @@ export interface ClosedLoopReportOptions {
   readonly wrkTimeout?: number;
   readonly repeats?: number;
   readonly threshold?: number;
+  readonly maxOtherCpu?: number;
 }
 
 const fmt = (v: number, decimals = 2): string => (Number.isFinite(v) ? v.toFixed(decimals) : 'n/a');
@@ -41,7 +42,11 @@ function kernelShare(s: ClosedLoopSummary, side: 'fe' | 'be'): string {
   return kernel + js > 0 ? `${Math.round((100 * kernel) / (kernel + js))} %` : '—';
 }
 
-function sizeTable(entries: readonly ClosedLoopEntry[], size: number): string[] {
+function sizeTable(
+  entries: readonly ClosedLoopEntry[],
+  size: number,
+  maxOtherCpu: number,
+): string[] {
   const lines = [
     '| chain (FE → IS → BE) | req/s | requests | p50 ms | p99 ms | FE CPU µs/req | IS CPU µs/req | BE CPU µs/req | chain CPU µs/req | wrk CPU µs/req | other CPU / steal | errors: socket / status ≥ 400 | shortcuts/req | kernel path FE / BE | bytes check |',
     `|${'---|'.repeat(15)}`,
@@ -58,7 +63,7 @@ function sizeTable(entries: readonly ClosedLoopEntry[], size: number): string[] 
     const odb = s.countersPerRequest.shortcuts !== undefined;
     lines.push(
       `| ${e.label} | ${formatSpread(s.requestsPerSecond)} | ${s.requests} | ${ms(s.latencyUs.p50)} | ${ms(s.latencyUs.p99)} | ` +
-        `${cpu('fe')} | ${cpu('is1')} | ${cpu('be')} | **${formatSpread(s.chainCpuUsPerRequest)}** | ${formatSpread(s.clientCpuUsPerRequest)} | ${pctOfCpu(s.otherCpuShare)} / ${pctOfCpu(s.stealShare)} | ` +
+        `${cpu('fe')} | ${cpu('is1')} | ${cpu('be')} | **${formatSpread(s.chainCpuUsPerRequest)}** | ${formatSpread(s.clientCpuUsPerRequest)} | ${s.otherCpuShare.median > maxOtherCpu ? '⚠ ' : ''}${pctOfCpu(s.otherCpuShare)} / ${pctOfCpu(s.stealShare)} | ` +
         `${s.socketErrors} / ${s.statusErrors} | ${odb ? formatSpread(s.countersPerRequest.shortcuts!, 2) : '—'} | ` +
         `${odb ? `${kernelShare(s, 'fe')} / ${kernelShare(s, 'be')}` : '—'} | ✓ ${formatBytes(e.check.bytes ?? 0)} |`,
     );
@@ -174,7 +179,7 @@ export function closedLoopSection(
     `Every chain at its own saturation on this machine: \`wrk -t${o.wrkThreads ?? '?'} -c${o.wrkConnections ?? '?'} -d${s(o.wrkDuration)}s --timeout ${s(o.wrkTimeout)}s\`, ` +
       `${o.repeats ?? 1} measured run(s) per cell after ${s(o.wrkWarmup)} s of unmeasured wrk load (figures: medians, [lowest–highest run] when repeated). ` +
       'Closed loop: each connection sends its next request when the previous response ended (HTTP/1.1 keep-alive), so the chain, the load generator and the kernel share the CPUs, and latency is the time a request took at this concurrency. ' +
-      "The BE serves files of random bytes from disk (page cache). CPU per request: user + system time from /proc of every process and thread of a tier over the measured run only, divided by the requests wrk completed (a run starts once the chain is idle; the work done for the at most one request per connection still in flight when wrk stops is counted without its completion, so a figure may be high by about connections / (2 × requests), at most connections / requests: see the requests column); `wrk`: the load generator's own. " +
+      "The BE serves files of random bytes from disk (page cache). CPU per request: user + system time from /proc of every process and thread of a tier over the measured run only, divided by the requests wrk completed (a run starts once the chain is idle and the rest of the machine quiet, or after a minute; the work done for the at most one request per connection still in flight when wrk stops is counted without its completion, so a figure may be high by about connections / (2 × requests), at most connections / requests: see the requests column); `wrk`: the load generator's own. " +
       "On loopback the kernel's receive processing runs in softirq context, charged to whichever process is on the CPU then, usually the sender: the kernel's work for a hop lands on either of its two tiers. " +
       "Before a cell is measured, one response fetched with curl through the chain must have the file's SHA-256 and length. Errors: wrk's socket errors (connect, read, write, timeout) and responses with status ≥ 400. " +
       `Shortcuts/req: descriptor responses the odb FE delivered per request (header mode: the body went from the BE's store to the FE, past the IS; the BE's threshold is ${o.threshold === undefined ? '?' : formatBytes(o.threshold)}); kernel path: the share of those bodies the FE spliced and the store sent with sendfile.`,
@@ -190,7 +195,16 @@ export function closedLoopSection(
     );
   const ratios = ratioTable(entries);
   if (ratios.length > 0) lines.push(...ratios, '');
+  const maxOther = o.maxOtherCpu ?? Infinity;
+  const runs = entries.flatMap((e) => e.runs);
+  const again = runs.reduce((n, r) => n + (r.attempts ?? 1) - 1, 0);
+  const contended = runs.filter((r) => r.otherCpuShare > maxOther).length;
+  if (o.maxOtherCpu !== undefined)
+    lines.push(
+      `A run during which other work used more than ${Math.round(100 * o.maxOtherCpu)} % of one CPU was measured again (3 tries in all): ${again} run(s) were; ${contended === 0 ? 'no kept run was above it' : `**${contended} kept run(s) still were (⚠)**`}.`,
+      '',
+    );
   for (const size of sizesOf(entries))
-    lines.push(`### ${formatBytes(size)}`, '', ...sizeTable(entries, size), '');
+    lines.push(`### ${formatBytes(size)}`, '', ...sizeTable(entries, size, maxOther), '');
   return lines;
 }

@@ -221,6 +221,13 @@ export const benchOptions = defineOptions({
     schema: wholeSeconds,
     default: '10s',
   },
+  maxOtherCpu: {
+    flag: '--max-other-cpu <share>',
+    description:
+      'closed loop: a run during which the rest of the machine used more than this share of one CPU is measured again (3 tries in all)',
+    schema: z.coerce.number().min(0),
+    default: 0.3,
+  },
   out: {
     flag: '--out <dir>',
     description: 'output directory (default bench/out/<date>)',

@@ -64,6 +64,7 @@ function closedLoopOptions(o: Options): Omit<ClosedLoopOptions, 'keyFile'> {
     },
     durationS: o.wrkDuration / 1000,
     warmupS: o.wrkWarmup / 1000,
+    maxOtherCpu: o.maxOtherCpu,
     threshold: o.threshold,
   };
 }

@@ -70,6 +70,8 @@ test('a closed-loop run reports its cells side by side, its ratios, and a failed
         stealShare: 0.01,
         wallUs: 5_000_000,
         startedIdle: true,
+        startedQuiet: true,
+        attempts: 1,
       },
     ]);
   const entry = (chain: ClosedLoopChainName, s?: ReturnType<typeof summary>) => ({
@@ -84,7 +86,10 @@ test('a closed-loop run reports its cells side by side, its ratios, and a failed
     summary: s,
   });
   const results: BenchResults = {
-    meta: { ...meta, options: { ...meta.options, wrkThreads: 1, wrkConnections: 8 } },
+    meta: {
+      ...meta,
+      options: { ...meta.options, wrkThreads: 1, wrkConnections: 8, maxOtherCpu: 0.3 },
+    },
     points: [],
     saturation: [],
     stream: [],
@@ -125,4 +130,9 @@ test('a closed-loop run reports its cells side by side, its ratios, and a failed
     /\| nginx → HAProxy → nginx \| not measured .*FAILED\*\*: digest differs \|/,
   );
   assert.match(report, /1 closed-loop cell\(s\) failed the byte check/);
+  assert.match(
+    report,
+    /more than 30 % of one CPU was measured again .*: 0 run\(s\) were; no kept run/,
+  );
+  assert.match(report, /\| 2 % \/ 1 % \|/);
 });
