@@ -224,7 +224,7 @@ export const benchOptions = defineOptions({
   maxOtherCpu: {
     flag: '--max-other-cpu <share>',
     description:
-      'closed loop: a run during which the rest of the machine used more than this share of one CPU is measured again (3 tries in all)',
+      'closed loop: a run during which other work (the rest of the machine, and the host as steal) used more than this share of one CPU is measured again (3 tries in all)',
     schema: z.coerce.number().min(0),
     default: 0.3,
   },

@@ -132,7 +132,7 @@ test('a closed-loop run reports its cells side by side, its ratios, and a failed
   assert.match(report, /1 closed-loop cell\(s\) failed the byte check/);
   assert.match(
     report,
-    /more than 30 % of one CPU was measured again .*: 0 run\(s\) were; no kept run/,
+    /\(other CPU \+ steal\) used more than 30 % of one CPU was measured again .*: 0 run\(s\) were; no kept run/,
   );
   assert.match(report, /\| 2 % \/ 1 % \|/);
 });
