@@ -18,6 +18,7 @@ export interface ClosedLoopReportOptions {
   readonly repeats?: number;
   readonly threshold?: number;
   readonly maxOtherCpu?: number;
+  readonly quietWait?: number;
 }
 
 const fmt = (v: number, decimals = 2): string => (Number.isFinite(v) ? v.toFixed(decimals) : 'n/a');
@@ -184,7 +185,7 @@ export function closedLoopSection(
     `Every chain at its own saturation on this machine: \`wrk -t${o.wrkThreads ?? '?'} -c${o.wrkConnections ?? '?'} -d${s(o.wrkDuration)}s --timeout ${s(o.wrkTimeout)}s\`, ` +
       `${o.repeats ?? 1} measured run(s) per cell after ${s(o.wrkWarmup)} s of unmeasured wrk load (figures: medians, [lowest–highest run] when repeated). ` +
       'Closed loop: each connection sends its next request when the previous response ended (HTTP/1.1 keep-alive), so the chain, the load generator and the kernel share the CPUs, and latency is the time a request took at this concurrency. ' +
-      "The BE serves files of random bytes from disk (page cache). CPU per request: user + system time from /proc of every process and thread of a tier over the measured run only, divided by the requests wrk completed (a run starts once the chain is idle and the rest of the machine quiet, or after a minute; the work done for the at most one request per connection still in flight when wrk stops is counted without its completion, so a figure may be high by about connections / (2 × requests), at most connections / requests: see the requests column); `wrk`: the load generator's own. " +
+      `The BE serves files of random bytes from disk (page cache). CPU per request: user + system time from /proc of every process and thread of a tier over the measured run only, divided by the requests wrk completed (a run starts once the chain is idle and, waiting at most ${s(o.quietWait)} s, the rest of the machine quiet; the work done for the at most one request per connection still in flight when wrk stops is counted without its completion, so a figure may be high by about connections / (2 × requests), at most connections / requests: see the requests column); \`wrk\`: the load generator's own. ` +
       "On loopback the kernel's receive processing runs in softirq context, charged to whichever process is on the CPU then, usually the sender: the kernel's work for a hop lands on either of its two tiers. " +
       "Before a cell is measured, one response fetched with curl through the chain must have the file's SHA-256 and length. Errors: wrk's socket errors (connect, read, write, timeout) and responses with status ≥ 400. " +
       `Shortcuts/req: descriptor responses the odb FE delivered per request (header mode: the body went from the BE's store to the FE, past the IS; the BE's threshold is ${o.threshold === undefined ? '?' : formatBytes(o.threshold)}); kernel path: the share of those bodies the FE spliced and the store sent with sendfile.`,

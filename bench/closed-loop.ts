@@ -114,9 +114,9 @@ export interface ClosedLoopRun {
   readonly stealShare: number;
   /** Wall time of the measured run, µs. */
   readonly wallUs: number;
-  /** False when the chain was still busy a minute after the previous wrk run (waitForQuiet). */
+  /** False when the chain was still busy 10 s after the previous wrk run (waitForQuiet). */
   readonly startedIdle: boolean;
-  /** False when other work kept the machine busy for the minute before the run. */
+  /** False when other work kept the machine busy for as long as the run waited (--quiet-wait). */
   readonly startedQuiet: boolean;
   /** 1, or more when earlier runs were discarded because other work used the CPUs meanwhile. */
   readonly attempts: number;
@@ -170,6 +170,8 @@ export interface ClosedLoopOptions {
    * again, up to 3 times in all (the last is kept, and its other CPU reported).
    */
   readonly maxOtherCpu: number;
+  /** Longest wait before a run for the rest of the machine to be quiet (ms; 0: none). */
+  readonly quietWaitMs: number;
   /** Threshold of the odb back end in header mode. */
   readonly threshold: number;
   readonly keyFile: string;
@@ -405,9 +407,10 @@ export function contention(run: Pick<ClosedLoopRun, 'otherCpuShare' | 'stealShar
   return Math.max(0, run.otherCpuShare) + run.stealShare;
 }
 
-/** Longest wait for a quiet machine before a run, and runs of a cell's repeat at most. */
-const quietWaitMs = 60_000;
+/** Runs of a cell's repeat at most (see ClosedLoopOptions.maxOtherCpu). */
 const maxAttempts = 3;
+/** Longest wait for the chain to finish the previous run's leftover requests. */
+const chainIdleWaitMs = 10_000;
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -421,38 +424,55 @@ export interface QuietStart {
 }
 
 /**
- * Waits until the chain is idle and the machine quiet: two consecutive 200 ms windows in which
- * the chain's tiers together used at most 20 ms of CPU (two clock ticks) and the rest of the
- * machine at most 40 ms (20 % of one CPU), or until `maxWaitMs`. wrk leaves up to one request per
- * connection unfinished when it stops: a measured window opens only once the chain is done with
- * them, so their work is not charged to the next run's requests.
+ * Waits until the chain is idle (two consecutive 200 ms windows in which its tiers together used
+ * at most 20 ms of CPU, two clock ticks; at most 10 s) and the rest of the machine quiet (two
+ * windows in which it used at most 40 ms, 20 % of one CPU; at most `machineWaitMs`). wrk leaves up
+ * to one request per connection unfinished when it stops: a measured window opens only once the
+ * chain is done with them, so their work is not charged to the next run's requests.
  */
 export async function waitForQuiet(
   processes: readonly TierHandle[],
-  maxWaitMs: number,
+  machineWaitMs: number,
 ): Promise<QuietStart> {
   const chainCpu = (): number => processes.reduce((sum, p) => sum + tierCpuMicros(p), 0);
   const started = Date.now();
-  let quiet = 0;
-  let chainIdle = false;
-  let machineQuiet = false;
+  let idleWindows = 0;
+  let quietWindows = 0;
   let last = { chain: chainCpu(), machine: machineMicros().busy };
-  while (Date.now() - started < maxWaitMs) {
+  for (;;) {
+    const elapsed = Date.now() - started;
+    const chainDone = idleWindows >= 2 || elapsed >= chainIdleWaitMs;
+    const machineDone = quietWindows >= 2 || elapsed >= machineWaitMs;
+    if (chainDone && machineDone) break;
     await sleep(200);
     const now = { chain: chainCpu(), machine: machineMicros().busy };
     const chain = now.chain - last.chain;
-    chainIdle = chain <= 20_000;
-    machineQuiet = now.machine - last.machine - chain <= 40_000;
-    quiet = chainIdle && machineQuiet ? quiet + 1 : 0;
+    idleWindows = chain <= 20_000 ? idleWindows + 1 : 0;
+    quietWindows = now.machine - last.machine - chain <= 40_000 ? quietWindows + 1 : 0;
     last = now;
-    if (quiet >= 2) break;
   }
-  return { chainIdle, machineQuiet, waitedMs: Date.now() - started };
+  return {
+    chainIdle: idleWindows >= 2,
+    machineQuiet: quietWindows >= 2,
+    waitedMs: Date.now() - started,
+  };
+}
+
+/** What a run of the scenario has started and must stop if the harness is interrupted. */
+const live = { chains: new Set<RunningChain>(), dirs: new Set<string>() };
+
+/** Stops the chains of a closed-loop run in progress and removes its files (on a signal). */
+export async function stopClosedLoop(): Promise<void> {
+  await Promise.all([...live.chains].map((c) => c.stop()));
+  live.chains.clear();
+  for (const dir of live.dirs) rmSync(dir, { recursive: true, force: true });
+  live.dirs.clear();
 }
 
 /** Runs every chain × size on loopback; the files live in a temporary directory of their own. */
 export async function runClosedLoop(o: ClosedLoopOptions): Promise<ClosedLoopEntry[]> {
   const dir = mkdtempSync(join(tmpdir(), 'odb-closed-loop-'));
+  live.dirs.add(dir);
   // nginx's workers run unprivileged: they must reach the files.
   chmodSync(dir, 0o755);
   const root = join(dir, 'files');
@@ -466,6 +486,7 @@ export async function runClosedLoop(o: ClosedLoopOptions): Promise<ClosedLoopEnt
     for (const name of o.chains) {
       const info = closedLoopChainInfo[name];
       const chain = await startNamedChain(name, root, o);
+      live.chains.add(chain);
       try {
         for (const file of files) {
           o.onCell?.(`closed loop: ${info.label}, ${formatBytes(file.size)}`);
@@ -489,7 +510,7 @@ export async function runClosedLoop(o: ClosedLoopOptions): Promise<ClosedLoopEnt
           const runs: ClosedLoopRun[] = [];
           for (let r = 0; r < o.repeats; r++) {
             for (let attempt = 1; ; attempt++) {
-              const start = await waitForQuiet(chain.processes, quietWaitMs);
+              const start = await waitForQuiet(chain.processes, o.quietWaitMs);
               const run: ClosedLoopRun = {
                 ...(await measureOnce(chain, url, script, settings)),
                 startedIdle: start.chainIdle,
@@ -509,10 +530,12 @@ export async function runClosedLoop(o: ClosedLoopOptions): Promise<ClosedLoopEnt
         }
       } finally {
         await chain.stop();
+        live.chains.delete(chain);
       }
     }
   } finally {
     rmSync(dir, { recursive: true, force: true });
+    live.dirs.delete(dir);
   }
   return entries;
 }

@@ -228,6 +228,13 @@ export const benchOptions = defineOptions({
     schema: z.coerce.number().min(0),
     default: 0.3,
   },
+  quietWait: {
+    flag: '--quiet-wait <duration>',
+    description:
+      'closed loop: longest wait before each run for the rest of the machine to be quiet (0s: none)',
+    schema: optionTypes.duration,
+    default: '60s',
+  },
   out: {
     flag: '--out <dir>',
     description: 'output directory (default bench/out/<date>)',

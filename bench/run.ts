@@ -14,7 +14,12 @@ import { formatBytes } from '../src/core/units.js';
 import { startChain, type Chain, type IntermediateKind } from '../dev/harness/chain.js';
 import { limitCpu } from '../dev/harness/cgroup.js';
 import { renderCharts } from './charts.js';
-import { planClosedLoop, runClosedLoop, type ClosedLoopOptions } from './closed-loop.js';
+import {
+  planClosedLoop,
+  runClosedLoop,
+  stopClosedLoop,
+  type ClosedLoopOptions,
+} from './closed-loop.js';
 import { runEcho, type EchoFraming, type EchoRun } from './echo.js';
 import { environment, type Environment } from './environment.js';
 import { loadOnly, measureRun, measured, type RunFigures } from './measure.js';
@@ -65,6 +70,7 @@ function closedLoopOptions(o: Options): Omit<ClosedLoopOptions, 'keyFile'> {
     durationS: o.wrkDuration / 1000,
     warmupS: o.wrkWarmup / 1000,
     maxOtherCpu: o.maxOtherCpu,
+    quietWaitMs: o.quietWait,
     threshold: o.threshold,
   };
 }
@@ -160,7 +166,15 @@ async function main(): Promise<void> {
     await env.tearDown();
     rmSync(work.root, { recursive: true, force: true });
   };
-  process.once('SIGINT', () => void cleanup().finally(() => process.exit(130)));
+  // Interrupted (Ctrl-C, or killed by a test's timeout): stop what runs and remove the files.
+  for (const [signal, code] of [
+    ['SIGINT', 130],
+    ['SIGTERM', 143],
+  ] as const)
+    process.once(
+      signal,
+      () => void Promise.all([cleanup(), stopClosedLoop()]).finally(() => process.exit(code)),
+    );
 
   await env.setUp();
   try {
