@@ -180,7 +180,8 @@ function closedLoopChart(results: BenchResults): TopLevelSpec | undefined {
   const tierNames: Readonly<Record<string, string>> = { fe: 'FE', is1: 'IS', be: 'BE' };
   const rows = entries.flatMap((e) =>
     Object.entries(e.summary!.cpuUsPerRequest).map(([tier, s]) => ({
-      chain: e.label,
+      // The short names of --closed-chains: the labels are too long for an axis.
+      chain: e.chain,
       size: formatBytes(e.size),
       tier: tierNames[tier] ?? tier,
       value: s.median,
@@ -199,7 +200,13 @@ function closedLoopChart(results: BenchResults): TopLevelSpec | undefined {
       height: 220,
       mark: 'bar',
       encoding: {
-        x: { field: 'chain', type: 'nominal', sort: null, title: null, axis: { labelAngle: -60 } },
+        x: {
+          field: 'chain',
+          type: 'nominal',
+          sort: null,
+          title: null,
+          axis: { labelAngle: -50, labelLimit: 200 },
+        },
         y: { field: 'value', type: 'quantitative', stack: 'zero', title: 'CPU µs per request' },
         color: { field: 'tier', type: 'nominal', sort: ['FE', 'IS', 'BE'] },
         order: { field: 'tier', sort: 'ascending' },

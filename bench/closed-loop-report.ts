@@ -61,14 +61,14 @@ function sizeTable(
     const s = e.summary;
     if (!s) {
       lines.push(
-        `| ${e.label} | ${'not measured | '.repeat(13)}✗ **FAILED**: ${e.check.error ?? 'unknown'} |`,
+        `| ${e.label} (\`${e.chain}\`) | ${'not measured | '.repeat(13)}✗ **FAILED**: ${e.check.error ?? 'unknown'} |`,
       );
       continue;
     }
     const cpu = (tier: string): string => formatSpread(s.cpuUsPerRequest[tier]!, 0);
     const odb = s.countersPerRequest.shortcuts !== undefined;
     lines.push(
-      `| ${e.label} | ${formatSpread(s.requestsPerSecond)} | ${s.requests} | ${ms(s.latencyUs.p50)} | ${ms(s.latencyUs.p99)} | ` +
+      `| ${e.label} (\`${e.chain}\`) | ${formatSpread(s.requestsPerSecond)} | ${s.requests} | ${ms(s.latencyUs.p50)} | ${ms(s.latencyUs.p99)} | ` +
         `${cpu('fe')} | ${cpu('is1')} | ${cpu('be')} | **${formatSpread(s.chainCpuUsPerRequest)}** | ${formatSpread(s.clientCpuUsPerRequest)} | ${e.runs.some((r) => contention(r) > maxOtherCpu) ? '⚠ ' : ''}${pctOfCpu(s.otherCpuShare)} / ${pctOfCpu(s.stealShare)} | ` +
         `${s.socketErrors} / ${s.statusErrors} | ${odb ? formatSpread(s.countersPerRequest.shortcuts!, 2) : '—'} | ` +
         `${odb ? `${kernelShare(s, 'fe')} / ${kernelShare(s, 'be')}` : '—'} | ✓ ${formatBytes(e.check.bytes ?? 0)} |`,
@@ -185,7 +185,7 @@ export function closedLoopSection(
     `Every chain at its own saturation on this machine: \`wrk -t${o.wrkThreads ?? '?'} -c${o.wrkConnections ?? '?'} -d${s(o.wrkDuration)}s --timeout ${s(o.wrkTimeout)}s\`, ` +
       `${o.repeats ?? 1} measured run(s) per cell after ${s(o.wrkWarmup)} s of unmeasured wrk load (figures: medians, [lowest–highest run] when repeated). ` +
       'Closed loop: each connection sends its next request when the previous response ended (HTTP/1.1 keep-alive), so the chain, the load generator and the kernel share the CPUs, and latency is the time a request took at this concurrency. ' +
-      `The BE serves files of random bytes from disk (page cache). CPU per request: user + system time from /proc of every process and thread of a tier over the measured run only, divided by the requests wrk completed (a run starts once the chain is idle and, waiting at most ${s(o.quietWait)} s, the rest of the machine quiet; the work done for the at most one request per connection still in flight when wrk stops is counted without its completion, so a figure may be high by about connections / (2 × requests), at most connections / requests: see the requests column); \`wrk\`: the load generator's own. ` +
+      `The BE serves files of random bytes from disk (page cache). CPU per request: user + system time from /proc of every process and thread of a tier over the measured run only, divided by the requests wrk completed (a run starts once the chain is idle and, waiting at most ${o.quietWait === undefined ? 'a minute' : `${s(o.quietWait)} s`}, the rest of the machine quiet; the work done for the at most one request per connection still in flight when wrk stops is counted without its completion, so a figure may be high by about connections / (2 × requests), at most connections / requests: see the requests column); \`wrk\`: the load generator's own. ` +
       "On loopback the kernel's receive processing runs in softirq context, charged to whichever process is on the CPU then, usually the sender: the kernel's work for a hop lands on either of its two tiers. " +
       "Before a cell is measured, one response fetched with curl through the chain must have the file's SHA-256 and length. Errors: wrk's socket errors (connect, read, write, timeout) and responses with status ≥ 400. " +
       `Shortcuts/req: descriptor responses the odb FE delivered per request (header mode: the body went from the BE's store to the FE, past the IS; the BE's threshold is ${o.threshold === undefined ? '?' : formatBytes(o.threshold)}); kernel path: the share of those bodies the FE spliced and the store sent with sendfile.`,

@@ -122,12 +122,12 @@ test('a closed-loop run reports its cells side by side, its ratios, and a failed
   );
   assert.match(
     report,
-    /\| odb → odb → odb, header mode \(native\) \| 2000 \| 10000 \| 0\.80 \| 2\.00 \| 350 \| 50 \| 100 \| \*\*500\*\* \|/,
+    /\| odb → odb → odb, header mode \(native\) \(`odb`\) \| 2000 \| 10000 \| 0\.80 \| 2\.00 \| 350 \| 50 \| 100 \| \*\*500\*\* \|/,
   );
   assert.match(report, /100 % \/ 100 %/);
   assert.match(
     report,
-    /\| nginx → HAProxy → nginx \| not measured .*FAILED\*\*: digest differs \|/,
+    /\| nginx → HAProxy → nginx \(`nginx-haproxy-nginx`\) \| not measured .*FAILED\*\*: digest differs \|/,
   );
   assert.match(report, /1 closed-loop cell\(s\) failed the byte check/);
   assert.match(
