@@ -172,6 +172,49 @@ function saturationChart(results: BenchResults, y: 'achieved' | 'p99'): TopLevel
 }
 
 /** Draws every chart the results allow into `dir`; returns what was written. */
+/** Closed loop: CPU per request of each tier, stacked per chain, a panel per size. */
+function closedLoopChart(results: BenchResults): TopLevelSpec | undefined {
+  const entries = (results.closedLoop ?? []).filter((e) => e.summary);
+  if (entries.length === 0) return undefined;
+  const sizes = [...new Set(entries.map((e) => e.size))].sort((a, b) => a - b);
+  const tierNames: Readonly<Record<string, string>> = { fe: 'FE', is1: 'IS', be: 'BE' };
+  const rows = entries.flatMap((e) =>
+    Object.entries(e.summary!.cpuUsPerRequest).map(([tier, s]) => ({
+      // The short names of --closed-chains: the labels are too long for an axis.
+      chain: e.chain,
+      size: formatBytes(e.size),
+      tier: tierNames[tier] ?? tier,
+      value: s.median,
+    })),
+  );
+  return {
+    $schema: 'https://vega.github.io/schema/vega-lite/v5.json',
+    title: 'Closed-loop saturation: CPU µs per request per tier (medians)',
+    data: { values: rows },
+    facet: {
+      column: { field: 'size', type: 'ordinal', sort: sizes.map(formatBytes), title: null },
+    },
+    resolve: { scale: { y: 'independent' } },
+    spec: {
+      width: 200,
+      height: 220,
+      mark: 'bar',
+      encoding: {
+        x: {
+          field: 'chain',
+          type: 'nominal',
+          sort: null,
+          title: null,
+          axis: { labelAngle: -50, labelLimit: 200 },
+        },
+        y: { field: 'value', type: 'quantitative', stack: 'zero', title: 'CPU µs per request' },
+        color: { field: 'tier', type: 'nominal', sort: ['FE', 'IS', 'BE'] },
+        order: { field: 'tier', sort: 'ascending' },
+      },
+    },
+  } as TopLevelSpec;
+}
+
 export async function renderCharts(results: BenchResults, dir: string): Promise<Chart[]> {
   const specs: [string, string, TopLevelSpec | undefined][] = [
     [
@@ -197,6 +240,7 @@ export async function renderCharts(results: BenchResults, dir: string): Promise<
     ['latency.svg', 'Latency distribution', latencyChart(results)],
     ['saturation-throughput.svg', 'Saturation: throughput', saturationChart(results, 'achieved')],
     ['saturation-p99.svg', 'Saturation: p99 latency', saturationChart(results, 'p99')],
+    ['closed-loop-cpu.svg', 'Closed-loop saturation: CPU per request', closedLoopChart(results)],
   ];
   const charts: Chart[] = [];
   for (const [file, title, spec] of specs) {

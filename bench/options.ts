@@ -2,6 +2,7 @@
 import { z } from 'zod';
 import { defineOptions, optionTypes } from '../src/cli/options.js';
 import { parseSize } from '../src/core/units.js';
+import { closedLoopChains } from './closed-loop.js';
 
 const list = <T>(parse: (item: string) => T) =>
   z.union([z.string(), z.array(z.union([z.string(), z.number()]))]).transform((v, ctx) => {
@@ -22,6 +23,11 @@ function oneOf<T extends string>(allowed: readonly T[]) {
   };
 }
 
+/** A duration wrk can take: whole seconds. */
+const wholeSeconds = optionTypes.duration.refine((ms) => ms % 1000 === 0, {
+  message: 'wrk takes whole seconds',
+});
+
 /** `64KiB:0.5` → a tier and a CPU share. */
 function quota(item: string): { tier: 'fe' | 'is1'; cpus: number } {
   const [tier, cpus] = item.split(':');
@@ -34,14 +40,16 @@ export const benchOptions = defineOptions({
   profile: {
     flag: '--profile <name>',
     description:
-      'preset: full (the published run), smoke (seconds, loopback) or stream (stream mode only)',
-    schema: z.enum(['full', 'smoke', 'stream']),
+      'preset: full (the published run), smoke (seconds, loopback), stream (stream mode only) or closed-loop (ODB and stock chains at closed-loop saturation, loopback)',
+    schema: z.enum(['full', 'smoke', 'stream', 'closed-loop']),
     default: 'full',
   },
   scenarios: {
     flag: '--scenarios <list>',
-    description: 'what to run: matrix, saturation, quota, echo, stream',
-    schema: list(oneOf(['matrix', 'saturation', 'quota', 'echo', 'stream'] as const)),
+    description: 'what to run: matrix, saturation, quota, echo, stream, closed-loop',
+    schema: list(
+      oneOf(['matrix', 'saturation', 'quota', 'echo', 'stream', 'closed-loop'] as const),
+    ),
     default: 'matrix,saturation,quota,echo,stream',
   },
   env: {
@@ -171,6 +179,62 @@ export const benchOptions = defineOptions({
     schema: optionTypes.duration,
     default: '5s',
   },
+  closedChains: {
+    flag: '--closed-chains <list>',
+    description: `chains of the closed-loop scenario: ${closedLoopChains.join(', ')}`,
+    schema: list(oneOf(closedLoopChains)),
+    default: closedLoopChains.join(','),
+  },
+  closedSizes: {
+    flag: '--closed-sizes <list>',
+    description: 'file sizes of the closed-loop scenario',
+    schema: list((s) => parseSize(s)),
+    default: '1KiB,64KiB,1MiB,16MiB',
+  },
+  wrkThreads: {
+    flag: '--wrk-threads <n>',
+    description: 'closed loop: wrk threads (-t)',
+    schema: optionTypes.count,
+    default: 1,
+  },
+  wrkConnections: {
+    flag: '--wrk-connections <n>',
+    description: 'closed loop: wrk connections (-c), each with one request in flight',
+    schema: optionTypes.count,
+    default: 8,
+  },
+  wrkDuration: {
+    flag: '--wrk-duration <duration>',
+    description: 'closed loop: measured wrk run (-d, whole seconds)',
+    schema: wholeSeconds,
+    default: '5s',
+  },
+  wrkWarmup: {
+    flag: '--wrk-warmup <duration>',
+    description: 'closed loop: unmeasured wrk run before each cell (whole seconds; 0s: none)',
+    schema: wholeSeconds,
+    default: '2s',
+  },
+  wrkTimeout: {
+    flag: '--wrk-timeout <duration>',
+    description: 'closed loop: a response slower than this is a timeout error (whole seconds)',
+    schema: wholeSeconds,
+    default: '10s',
+  },
+  maxOtherCpu: {
+    flag: '--max-other-cpu <share>',
+    description:
+      'closed loop: a run during which other work (the rest of the machine, and the host as steal) used more than this share of one CPU is measured again (3 tries in all)',
+    schema: z.coerce.number().min(0),
+    default: 0.3,
+  },
+  quietWait: {
+    flag: '--quiet-wait <duration>',
+    description:
+      'closed loop: longest wait before each run for the rest of the machine to be quiet (0s: none)',
+    schema: optionTypes.duration,
+    default: '60s',
+  },
   out: {
     flag: '--out <dir>',
     description: 'output directory (default bench/out/<date>)',
@@ -184,8 +248,13 @@ export const benchOptions = defineOptions({
 });
 
 /** What a profile presets (flags still win). */
-export const profiles: Record<'full' | 'smoke' | 'stream', Record<string, unknown>> = {
+export const profiles: Record<
+  'full' | 'smoke' | 'stream' | 'closed-loop',
+  Record<string, unknown>
+> = {
   full: {},
+  // About 5 minutes: 6 chains × 4 sizes × (2 s warm-up + 5 s measured).
+  'closed-loop': { env: 'loopback', scenarios: 'closed-loop', repeats: 1 },
   // Runs of 8 s: at 20 req/s a 3 s run is 60 requests, and CPU time comes in 10 ms ticks.
   stream: { env: 'loopback', scenarios: 'stream,echo', echoSizes: '64', duration: '8s' },
   smoke: {

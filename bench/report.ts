@@ -1,6 +1,11 @@
 /** The Markdown report of a benchmark run: key ratios, the thesis's tables side by side, all figures. */
 import { formatBytes } from '../src/core/units.js';
 import type { Chart } from './charts.js';
+import {
+  closedLoopKeyRatios,
+  closedLoopSection,
+  type ClosedLoopReportOptions,
+} from './closed-loop-report.js';
 import type { BenchResults, PointResult, StreamEntry } from './results.js';
 import { formatSpread, ratio } from './stats.js';
 
@@ -88,7 +93,7 @@ function keyRatios(results: BenchResults): string[] {
         `p95 **${fmt(ratio(framed.p95Us.median, plain.p95Us.median))}**, server CPU per exchange **${fmt(ratio(framed.serverCpuUsPerExchange.median, plain.serverCpuUsPerExchange.median))}**`,
     );
   }
-  return [...lines, ...streamRatios(results)];
+  return [...lines, ...streamRatios(results), ...closedLoopKeyRatios(results.closedLoop ?? [])];
 }
 
 function findStream(
@@ -300,6 +305,12 @@ export function renderReport(results: BenchResults, charts: readonly Chart[]): s
     /** Absent in results written before the option existed. */
     streamWarmup?: number;
   };
+  const fixedRate =
+    results.points.length +
+      results.saturation.length +
+      results.stream.length +
+      results.echo.length >
+    0;
   return [
     '# ODB benchmark report',
     '',
@@ -310,12 +321,17 @@ export function renderReport(results: BenchResults, charts: readonly Chart[]): s
     `- Versions: ${Object.entries(m.versions)
       .map(([k, v]) => `${k} ${v}`)
       .join(', ')}`,
-    `- Method: every point is ${o.repeats} run(s) of ${o.duration / 1000} s after ${o.warmup / 1000} s of warm-up at a fixed request rate (open loop, latency corrected for coordinated omission); figures are medians with [lowest–highest run]. ` +
-      `CPU is each tier's user+system time from /proc (all its processes and threads). Bytes: ${m.byteSource}. ` +
-      (results.points.length > 0
-        ? `In odb mode the back end's threshold is ${formatBytes(o.threshold)}, so every payload size takes the shortcut. `
-        : '') +
-      'Every response is length-checked, and SHA-256-checked at 1 in 1 (below 256 KiB) or 1 in 8.',
+    // The fixed-rate method; a closed-loop-only run describes its own method in its section.
+    ...(fixedRate
+      ? [
+          `- Method: every point is ${o.repeats} run(s) of ${o.duration / 1000} s after ${o.warmup / 1000} s of warm-up at a fixed request rate (open loop, latency corrected for coordinated omission); figures are medians with [lowest–highest run]. ` +
+            `CPU is each tier's user+system time from /proc (all its processes and threads). Bytes: ${m.byteSource}. ` +
+            (results.points.length > 0
+              ? `In odb mode the back end's threshold is ${formatBytes(o.threshold)}, so every payload size takes the shortcut. `
+              : '') +
+            'Every response is length-checked, and SHA-256-checked at 1 in 1 (below 256 KiB) or 1 in 8.',
+        ]
+      : []),
     '',
     '## Key ratios',
     '',
@@ -348,6 +364,10 @@ export function renderReport(results: BenchResults, charts: readonly Chart[]): s
         '`framed`: the benchmark program frames every message itself; `stream`: the plain program on both ends runs under `--import odb/register`, whose interposition frames every write.',
         echoTable(results),
       ),
+    ),
+    ...section(
+      'Closed-loop saturation: ODB beside stock chains',
+      closedLoopSection(results.closedLoop ?? [], m.options as ClosedLoopReportOptions),
     ),
     ...section('All points', pointTables(results)),
     ...section(

@@ -3,6 +3,7 @@ import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { cpus, release, totalmem } from 'node:os';
 import type { IntermediateKind } from '../dev/harness/chain.js';
+import type { ClosedLoopEntry } from './closed-loop.js';
 import type { EchoFraming, EchoRun } from './echo.js';
 import type { RunFigures } from './measure.js';
 import type { SaturationResult } from './saturation.js';
@@ -105,6 +106,8 @@ export interface BenchResults {
   readonly saturation: SaturationEntry[];
   readonly echo: EchoEntry[];
   readonly stream: StreamEntry[];
+  /** The closed-loop scenario (closed-loop.ts); absent in results written before it existed. */
+  readonly closedLoop?: ClosedLoopEntry[];
 }
 
 /** Summarises the runs of a point. */

@@ -14,6 +14,12 @@ import { formatBytes } from '../src/core/units.js';
 import { startChain, type Chain, type IntermediateKind } from '../dev/harness/chain.js';
 import { limitCpu } from '../dev/harness/cgroup.js';
 import { renderCharts } from './charts.js';
+import {
+  planClosedLoop,
+  runClosedLoop,
+  stopClosedLoop,
+  type ClosedLoopOptions,
+} from './closed-loop.js';
 import { runEcho, type EchoFraming, type EchoRun } from './echo.js';
 import { environment, type Environment } from './environment.js';
 import { loadOnly, measureRun, measured, type RunFigures } from './measure.js';
@@ -50,6 +56,25 @@ const streamIsKinds: readonly StreamIsKind[] = ['proxy', 'hash'];
 const streamModes = ['vanilla', 'stream'] as const;
 const echoFramings: readonly EchoFraming[] = ['plain', 'framed', 'stream'];
 
+/** The closed-loop scenario's settings. */
+function closedLoopOptions(o: Options): Omit<ClosedLoopOptions, 'keyFile'> {
+  return {
+    chains: o.closedChains,
+    sizes: o.closedSizes,
+    repeats: o.repeats,
+    wrk: {
+      threads: o.wrkThreads,
+      connections: o.wrkConnections,
+      timeoutS: o.wrkTimeout / 1000,
+    },
+    durationS: o.wrkDuration / 1000,
+    warmupS: o.wrkWarmup / 1000,
+    maxOtherCpu: o.maxOtherCpu,
+    quietWaitMs: o.quietWait,
+    threshold: o.threshold,
+  };
+}
+
 /** Seconds each kind of step takes, for the progress estimate. */
 function plan(o: Options): { steps: number; seconds: number } {
   const run = (o.duration + o.warmup) / 1000 + 0.5;
@@ -68,13 +93,17 @@ function plan(o: Options): { steps: number; seconds: number } {
   const stream = streamChains * o.streamSizes.length * o.repeats;
   const streamWarmups = streamChains * o.streamSizes.length;
   const chains = tops.length * o.modes.length + saturation + streamChains;
+  const closed = o.scenarios.includes('closed-loop')
+    ? planClosedLoop(closedLoopOptions(o))
+    : { steps: 0, seconds: 0 };
   return {
-    steps: matrix + saturation + echo + stream + streamWarmups,
+    steps: matrix + saturation + echo + stream + streamWarmups + closed.steps,
     seconds:
       (matrix + echo + stream) * run +
       saturation * 8 * run +
       chains * 2 +
-      (streamWarmups * o.streamWarmup) / 1000,
+      (streamWarmups * o.streamWarmup) / 1000 +
+      closed.seconds,
   };
 }
 
@@ -129,6 +158,7 @@ async function main(): Promise<void> {
     saturation: [],
     echo: [],
     stream: [],
+    closedLoop: [],
   };
   const { steps, seconds } = plan(o);
   const progress = new Progress(steps, seconds);
@@ -136,7 +166,15 @@ async function main(): Promise<void> {
     await env.tearDown();
     rmSync(work.root, { recursive: true, force: true });
   };
-  process.once('SIGINT', () => void cleanup().finally(() => process.exit(130)));
+  // Interrupted (Ctrl-C, or killed by a test's timeout): stop what runs and remove the files.
+  for (const [signal, code] of [
+    ['SIGINT', 130],
+    ['SIGTERM', 143],
+  ] as const)
+    process.once(
+      signal,
+      () => void Promise.all([cleanup(), stopClosedLoop()]).finally(() => process.exit(code)),
+    );
 
   await env.setUp();
   try {
@@ -276,6 +314,17 @@ async function main(): Promise<void> {
       }
     }
 
+    if (o.scenarios.includes('closed-loop')) {
+      // On loopback whatever --env says, like the stream scenario: wrk and curl run here.
+      results.closedLoop!.push(
+        ...(await runClosedLoop({
+          ...closedLoopOptions(o),
+          keyFile: work.keyFile,
+          onCell: (label) => progress.step(label),
+        })),
+      );
+    }
+
     for (const size of o.scenarios.includes('echo') ? o.echoSizes : []) {
       for (const framing of echoFramings) {
         const runs: EchoRun[] = [];
@@ -319,6 +368,13 @@ async function main(): Promise<void> {
     for (const f of readdirSync(join(outDir, 'charts')))
       copyFileSync(join(outDir, 'charts', f), join(o.publish, 'charts', f));
     console.error(`published to ${o.publish}`);
+  }
+  const failed = (results.closedLoop ?? []).filter((e) => !e.check.ok);
+  if (failed.length > 0) {
+    console.error(
+      `${failed.length} closed-loop cell(s) failed their byte check: ${failed.map((e) => `${e.label} ${formatBytes(e.size)}`).join('; ')}`,
+    );
+    process.exitCode = 1;
   }
 }
 

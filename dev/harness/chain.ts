@@ -7,7 +7,7 @@ import {
   type Chain,
   type ChainOptions as OdbChainOptions,
 } from '../../src/demo/chain.js';
-import { startHaproxy } from './haproxy.js';
+import { startHaproxy, type HaproxyOptions } from './haproxy.js';
 import { startNginx } from './nginx.js';
 
 export type { Chain, ChainRole } from '../../src/demo/chain.js';
@@ -21,18 +21,20 @@ export interface ChainOptions extends Omit<OdbChainOptions, 'startIntermediate'>
   readonly intermediateKind?: IntermediateKind;
   /** nginx only: veto the shortcut by removing `odb-accept`. */
   readonly nginxVeto?: boolean;
+  /** HAProxy only: kernel splicing of bodies (see {@link HaproxyOptions.splice}). */
+  readonly haproxySplice?: HaproxyOptions['splice'];
 }
 
 /** Starts BE, then the intermediates from the BE side, then the FE. */
 export function startChain(options: ChainOptions): Promise<Chain> {
-  const { intermediateKind, nginxVeto, ...rest } = options;
+  const { intermediateKind, nginxVeto, haproxySplice, ...rest } = options;
   return startOdbChain({
     ...rest,
     startIntermediate: (name, upstream, where) =>
       intermediateKind === 'nginx'
         ? startNginx({ name, upstreams: [upstream], placement: where, veto: nginxVeto })
         : intermediateKind === 'haproxy'
-          ? startHaproxy({ name, upstreams: [upstream], placement: where })
+          ? startHaproxy({ name, upstreams: [upstream], placement: where, splice: haproxySplice })
           : undefined,
   });
 }

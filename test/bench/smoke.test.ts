@@ -53,3 +53,64 @@ test('bench smoke: report, JSON, charts, and sane figures', async () => {
     if (existsSync(out)) rmSync(out, { recursive: true, force: true });
   }
 });
+
+test('bench closed-loop smoke: an odb chain and the leanest stock chain under wrk', async () => {
+  const out = mkdtempSync(join(tmpdir(), 'odb-bench-closed-'));
+  try {
+    // Two of the six chains, one size, 1 s runs: about 10 s.
+    await run(
+      process.execPath,
+      [
+        benchMain,
+        '--profile',
+        'closed-loop',
+        '--closed-chains',
+        'odb,haproxy-haproxy-nginx',
+        '--closed-sizes',
+        '64KiB',
+        '--wrk-duration',
+        '1s',
+        '--wrk-warmup',
+        '1s',
+        // Tests share the machine: no waiting for it to be quiet, no measuring again.
+        '--quiet-wait',
+        '0s',
+        '--max-other-cpu',
+        '1000',
+        '--out',
+        out,
+      ],
+      { timeout: 60_000 },
+    );
+    const results = JSON.parse(readFileSync(join(out, 'results.json'), 'utf8')) as BenchResults;
+    const report = readFileSync(join(out, 'report.md'), 'utf8');
+    assert.match(report, /## Closed-loop saturation: ODB beside stock chains/);
+    assert.match(
+      report,
+      /\| whole-chain CPU\/req: header mode \(native\) \/ leanest stock chain \| \*\*/,
+    );
+    assert.match(readFileSync(join(out, 'charts', 'closed-loop-cpu.svg'), 'utf8'), /^<svg/);
+    const entries = results.closedLoop ?? [];
+    assert.deepEqual(
+      entries.map((e) => [e.chain, e.size]),
+      [
+        ['odb', 65536],
+        ['haproxy-haproxy-nginx', 65536],
+      ],
+    );
+    for (const e of entries) {
+      assert.ok(e.check.ok, `${e.chain}: ${e.check.error}`);
+      const s = e.summary!;
+      assert.ok(s.requests > 0);
+      assert.equal(s.socketErrors, 0);
+      assert.equal(s.statusErrors, 0);
+      assert.ok(s.bytesPerResponse.median >= 65536);
+      for (const tier of ['fe', 'is1', 'be'])
+        assert.ok(s.cpuUsPerRequest[tier]!.median > 0, `${e.chain} ${tier}`);
+    }
+    // Header mode: (nearly) every response was a descriptor the FE delivered from the store.
+    assert.ok(entries[0]!.summary!.countersPerRequest.shortcuts!.median >= 0.9);
+  } finally {
+    if (existsSync(out)) rmSync(out, { recursive: true, force: true });
+  }
+});
