@@ -3,13 +3,12 @@
  * only the bind and server lines, timeouts and a stats socket (for byte counters) are ours, and
  * optionally kernel splicing of bodies.
  */
-import { spawn } from 'node:child_process';
-import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { portFor, waitForListen } from './free-port.js';
-import { childPids } from './nginx.js';
+import { portFor } from './free-port.js';
+import { runStockProcess } from './stock-process.js';
 import { loopback, type Placement } from '../../src/demo/placement.js';
 import type { TierHandle } from '../../src/demo/tier-handle.js';
 
@@ -72,38 +71,14 @@ backend odb_backend
 ${options.upstreams.map((u, i) => `    server s${i} ${u}`).join('\n')}
 `,
   );
-  const argv = [...placement.prefix, 'haproxy', '-db', '-f', conf];
-  const child = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'ignore', 'pipe'] });
-  let stderr = '';
-  child.stderr.setEncoding('utf8').on('data', (t: string) => (stderr += t));
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  try {
-    await Promise.race([
-      waitForListen(placement, port),
-      exited.then(() => {
-        throw new Error(`haproxy exited: ${stderr}`);
-      }),
-    ]);
-  } catch (err) {
-    child.kill('SIGKILL');
-    rmSync(dir, { recursive: true, force: true });
-    throw err;
-  }
-  return {
-    name: options.name ?? 'haproxy',
-    addresses: { http: `${placement.host}:${port}` },
-    pids: () => [child.pid!, ...childPids(child.pid!)],
-    bytes: () => statsBytes(socketPath),
-    async stop() {
-      if (child.exitCode === null && child.signalCode === null) {
-        child.kill('SIGTERM');
-        const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
-        await exited;
-        clearTimeout(timer);
-      }
-      rmSync(dir, { recursive: true, force: true });
-    },
-  };
+  const tier = await runStockProcess(
+    options.name ?? 'haproxy',
+    ['haproxy', '-db', '-f', conf],
+    placement,
+    port,
+    dir,
+  );
+  return { ...tier, bytes: () => statsBytes(socketPath) };
 }
 
 /** Reads `show stat` from the stats socket (a Unix socket: reachable from any namespace). */

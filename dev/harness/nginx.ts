@@ -5,11 +5,11 @@
  * line vetoes the ODB shortcut by removing `odb-accept` from proxied requests. And a stock nginx
  * as a static-file back end ({@link startNginxStatic}).
  */
-import { spawn } from 'node:child_process';
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { portFor, waitForListen } from './free-port.js';
+import { portFor } from './free-port.js';
+import { runStockProcess } from './stock-process.js';
 import { loopback, type Placement } from '../../src/demo/placement.js';
 import type { TierHandle } from '../../src/demo/tier-handle.js';
 
@@ -140,44 +140,20 @@ function nginxDirectory(): string {
 }
 
 /** Runs nginx with `conf` in the foreground until it listens on `port`; stopping removes `dir`. */
-async function runNginx(
+function runNginx(
   name: string,
   placement: Placement,
   port: number,
   dir: string,
   conf: string,
 ): Promise<TierHandle> {
-  const argv = [...placement.prefix, 'nginx', '-p', dir, '-c', conf, '-g', 'daemon off;'];
-  const child = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'ignore', 'pipe'] });
-  let stderr = '';
-  child.stderr.setEncoding('utf8').on('data', (t: string) => (stderr += t));
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  try {
-    await Promise.race([
-      waitForListen(placement, port),
-      exited.then(() => {
-        throw new Error(`nginx exited: ${stderr}`);
-      }),
-    ]);
-  } catch (err) {
-    child.kill('SIGKILL');
-    rmSync(dir, { recursive: true, force: true });
-    throw err;
-  }
-  return {
+  return runStockProcess(
     name,
-    addresses: { http: `${placement.host}:${port}` },
-    pids: () => [child.pid!, ...childPids(child.pid!)],
-    async stop() {
-      if (child.exitCode === null && child.signalCode === null) {
-        child.kill('SIGTERM');
-        const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
-        await exited;
-        clearTimeout(timer);
-      }
-      rmSync(dir, { recursive: true, force: true });
-    },
-  };
+    ['nginx', '-p', dir, '-c', conf, '-g', 'daemon off;'],
+    placement,
+    port,
+    dir,
+  );
 }
 
 function parseAccessLog(text: string): NginxLogEntry[] {
@@ -199,17 +175,4 @@ function parseAccessLog(text: string): NginxLogEntry[] {
         upstreamBytesSent: total(upstreamSent),
       };
     });
-}
-
-/** Direct children of `pid` (nginx workers). */
-export function childPids(pid: number): number[] {
-  try {
-    return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8')
-      .trim()
-      .split(/\s+/)
-      .filter(Boolean)
-      .map(Number);
-  } catch {
-    return [];
-  }
 }
