@@ -1,8 +1,9 @@
 /**
  * The typed face of the transfer engine (native/transfer.cc): the kernel moves payload bytes
- * between descriptors on a thread of the addon's own — `sendfile(2)` from a file to a socket,
- * `splice(2)` from a socket through a pipe to a socket — and JavaScript hears only how each
- * transfer ended. Loading never throws: without the addon (or with ODB_NATIVE=off) the reason is
+ * between descriptors — `sendfile(2)` from a file to a socket, `splice(2)` from a socket through
+ * a pipe to a socket — first on the calling thread, as far as the sockets take them at once
+ * (at most 256 KiB), and the rest on a thread of the addon's own; JavaScript hears only how
+ * each transfer ended. Loading never throws: without the addon (or with ODB_NATIVE=off) the reason is
  * returned, and callers take their JavaScript path.
  */
 import { constants } from 'node:os';
@@ -12,7 +13,11 @@ import { loadLazyBinding } from './binding.js';
 /** The addon's transfer functions. */
 interface TransferBinding {
   transferInit(onEnd: (id: number, error: number, side: number, written: number) => void): boolean;
-  /** kind 0: sendfile from `src` at `offset`; 1: splice from `src` (offset ignored). */
+  /**
+   * kind 0: sendfile from `src` at `offset`; 1: splice from `src` (offset ignored). Returns the
+   * id its end is reported under, or `[errno, side, written]` when it ended in its first step
+   * (on the calling thread).
+   */
   transferStart(
     kind: 0 | 1,
     src: number,
@@ -20,7 +25,7 @@ interface TransferBinding {
     offset: number,
     length: number,
     idleMs: number,
-  ): number;
+  ): number | [number, number, number];
   transferCancel(id: number): void;
   transferActive(): number;
 }
@@ -92,16 +97,17 @@ function load(): { engine: TransferEngine } | { reason: string } {
   }
   const native = binding as TransferBinding;
   const waiting = new Map<number, (end: TransferEnd) => void>();
+  const end = (errno: number, side: number, written: number): TransferEnd => ({
+    errno,
+    reason: errno === 0 ? 'OK' : (errnoNames.get(errno) ?? `errno ${errno}`),
+    side: side === 1 ? 'source' : side === 2 ? 'destination' : undefined,
+    written,
+  });
   try {
     native.transferInit((id, errno, side, written) => {
       const settle = waiting.get(id);
       waiting.delete(id);
-      settle?.({
-        errno,
-        reason: errno === 0 ? 'OK' : (errnoNames.get(errno) ?? `errno ${errno}`),
-        side: side === 1 ? 'source' : side === 2 ? 'destination' : undefined,
-        written,
-      });
+      settle?.(end(errno, side, written));
     });
   } catch (err) {
     return { reason: (err as Error).message };
@@ -115,9 +121,13 @@ function load(): { engine: TransferEngine } | { reason: string } {
     idleMs: number,
   ): Transfer => {
     // Throws (the engine started nothing) when a pipe cannot be had: the caller falls back.
-    const id = native.transferStart(kind, src, dst, offset, length, idleMs);
-    const ended = new Promise<TransferEnd>((resolve) => waiting.set(id, resolve));
-    return { ended, cancel: () => native.transferCancel(id) };
+    const started = native.transferStart(kind, src, dst, offset, length, idleMs);
+    // Ended already, on this thread: nothing left to cancel.
+    if (typeof started !== 'number') {
+      return { ended: Promise.resolve(end(...started)), cancel: () => {} };
+    }
+    const ended = new Promise<TransferEnd>((resolve) => waiting.set(started, resolve));
+    return { ended, cancel: () => native.transferCancel(started) };
   };
   return {
     engine: {

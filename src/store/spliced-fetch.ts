@@ -24,7 +24,8 @@ import { classify, refusalError } from './fetch-errors.js';
 
 /** Largest response head (and refusal body) read from a store. */
 const maxHeadBytes = 16 * 1024;
-const readBufferBytes = 64 * 1024;
+// Small: what comes with the head goes through JavaScript, the rest through the kernel.
+const readBufferBytes = 4 * 1024;
 
 /** Where a spliced body goes. */
 export interface SpliceTarget {
