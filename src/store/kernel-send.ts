@@ -6,6 +6,7 @@
  * ODB_NATIVE=off, a socket that cannot be lent, a payload that is not a file), the store's
  * JavaScript copy serves instead, and the reason is counted and logged once.
  */
+import { closeSync } from 'node:fs';
 import type { ServerResponse } from 'node:http';
 import { OdbError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
@@ -60,7 +61,7 @@ export class KernelSender {
     const fd = lendableFd(socket);
     if (typeof fd !== 'number' || !socket)
       return this.#fallback(fd === 'tls' ? 'tls' : 'not-lendable');
-    const file = await source.open();
+    const file = source.openFd();
     try {
       res.flushHeaders();
       if (!(await whenFlushed(socket, this.idleMs))) {
@@ -70,7 +71,7 @@ export class KernelSender {
       let transfer;
       try {
         transfer = loaded.engine.sendfile(
-          file.fd,
+          file,
           fd,
           source.start + start,
           end - start,
@@ -110,7 +111,7 @@ export class KernelSender {
       res.destroy();
       return { complete: false, bytes: ended.written };
     } finally {
-      await file.close();
+      closeSync(file);
     }
   }
 

@@ -1,6 +1,14 @@
 /** Locating a file under a served directory, and the facts its responses need. */
-import { constants } from 'node:fs';
-import { open, readlink, realpath, stat } from 'node:fs/promises';
+import {
+  closeSync,
+  constants,
+  fstatSync,
+  openSync,
+  readlinkSync,
+  realpathSync,
+  statSync,
+  type Stats,
+} from 'node:fs';
 import { extname, join, normalize, relative, resolve, sep } from 'node:path';
 import { identityOf, type FileIdentity } from '../store/payloads/file.js';
 import type { Representation } from './representation.js';
@@ -50,7 +58,15 @@ export interface StaticRootStats {
   refusedNeverServed: number;
 }
 
-/** The served directory of a back end: finds the file a URL path names, under the link policy. */
+/**
+ * The served directory of a back end: finds the file a URL path names, under the link policy.
+ *
+ * The lookups (realpath, open, fstat, readlink) are synchronous calls on the event loop, as
+ * nginx makes them: on cached metadata each takes microseconds, where a trip through libuv's
+ * thread pool costs a wake-up of two threads per call, which on a small VM is tens to hundreds
+ * of microseconds, several times per request. The open is O_NONBLOCK, so a path that names a
+ * FIFO cannot block the loop.
+ */
 export class StaticRoot {
   readonly stats: StaticRootStats = { refusedSymlinks: 0, refusedNeverServed: 0 };
   readonly #root: string;
@@ -82,13 +98,13 @@ export class StaticRoot {
     const path = normalize(join(this.#root, decoded));
     if (!path.startsWith(withSep(this.#root))) return undefined;
     if (this.#policy === 'any') {
-      const info = await stat(path).catch(() => undefined);
+      const info = attempt(() => statSync(path));
       if (!info?.isFile()) return undefined;
-      return (await this.#neverServed(info)) ? undefined : describe(path, info);
+      return this.#neverServed(info) ? undefined : describe(path, info);
     }
     // Resolved per request, not once: deployments swap a link to the root to publish a release.
-    const realRoot = await realpath(this.#root).catch(() => undefined);
-    const real = await realpath(path).catch(() => undefined);
+    const realRoot = attempt(() => realpathSync.native(this.#root));
+    const real = attempt(() => realpathSync.native(path));
     if (!realRoot || !real) return undefined;
     // With `none`, the file's real path is the requested path under the real root: no link.
     const allowed = (candidate: string): boolean =>
@@ -99,19 +115,18 @@ export class StaticRoot {
     // Between the check and the open, a directory on the way may be replaced by a link: so the
     // check is repeated on what was opened, whose path the kernel knows. FilePayload later opens
     // `real` again and serves it only if it is still this file (device, inode, size, mtime).
-    const handle = await open(
-      real,
-      constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOFOLLOW,
-    ).catch(() => undefined);
-    if (!handle) return undefined;
+    const fd = attempt(() =>
+      openSync(real, constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOFOLLOW),
+    );
+    if (fd === undefined) return undefined;
     try {
-      const info = await handle.stat();
+      const info = fstatSync(fd);
       if (!info.isFile()) return undefined;
-      const opened = await openedPath(handle.fd, real, info);
+      const opened = openedPath(fd, real, info);
       if (opened === undefined || !allowed(opened)) return this.#refused();
-      return (await this.#neverServed(info)) ? undefined : describe(real, info);
+      return this.#neverServed(info) ? undefined : describe(real, info);
     } finally {
-      await handle.close();
+      closeSync(fd);
     }
   }
 
@@ -121,10 +136,10 @@ export class StaticRoot {
   }
 
   /** True (and counted) when `file` is one of the never-served files, compared by identity. */
-  async #neverServed(file: { dev: number; ino: number }): Promise<boolean> {
+  #neverServed(file: { dev: number; ino: number }): boolean {
     for (const path of this.#neverServe) {
       // Looked up per request: `odb keygen` replaces the key file, with a new inode.
-      const info = await stat(path).catch(() => undefined);
+      const info = attempt(() => statSync(path));
       if (info && info.dev === file.dev && info.ino === file.ino) {
         this.stats.refusedNeverServed++;
         return true;
@@ -143,22 +158,28 @@ function withSep(dir: string): string {
  * The path of the open file `fd` as the kernel knows it (Linux: /proc/self/fd). Elsewhere, the
  * real path of `path` now, if it still is the opened file; undefined when it is not.
  */
-async function openedPath(
+function openedPath(
   fd: number,
   path: string,
   opened: { dev: number; ino: number },
-): Promise<string | undefined> {
-  const known = await readlink(`/proc/self/fd/${fd}`).catch(() => undefined);
+): string | undefined {
+  const known = attempt(() => readlinkSync(`/proc/self/fd/${fd}`));
   if (known !== undefined) return known;
-  const now = await realpath(path).catch(() => undefined);
-  const info = now === undefined ? undefined : await stat(now).catch(() => undefined);
+  const now = attempt(() => realpathSync.native(path));
+  const info = now === undefined ? undefined : attempt(() => statSync(now));
   return info && info.dev === opened.dev && info.ino === opened.ino ? now : undefined;
 }
 
-function describe(
-  path: string,
-  info: { size: number; mtimeMs: number; mtime: Date; ino: number; dev: number },
-): StaticFile {
+/** What `call` returns, or undefined when it throws (a file system call that found nothing). */
+function attempt<T>(call: () => T): T | undefined {
+  try {
+    return call();
+  } catch {
+    return undefined;
+  }
+}
+
+function describe(path: string, info: Stats): StaticFile {
   return {
     path,
     identity: identityOf(info),
