@@ -70,13 +70,7 @@ export class KernelSender {
       }
       let transfer;
       try {
-        transfer = loaded.engine.sendfile(
-          file,
-          fd,
-          source.start + start,
-          end - start,
-          this.idleMs,
-        );
+        transfer = loaded.engine.sendfile(file, fd, source.start + start, end - start, this.idleMs);
       } catch (err) {
         // No transfer started (no descriptor to spare): the JavaScript path can still serve.
         this.#note('not-lendable', (err as Error).message);
