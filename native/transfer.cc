@@ -12,7 +12,7 @@
 // should Node close a socket meanwhile (a timeout, a reset seen by its reader), the number is not
 // reused under the engine, whose bytes still reach the socket they were meant for; JavaScript
 // cancels the transfer then, and the socket goes with the engine's duplicate. A transfer ends when its bytes are written, on an error, when it
-// makes no progress for `idleMs`, or when JavaScript cancels it; its fds leave the engine's set
+// makes no progress for its idle limit (one for each end), or when JavaScript cancels it; its fds leave the engine's set
 // before JavaScript hears of the end, so it may close or reuse them at once. The end is reported
 // on the loop thread through one thread-safe function: (id, errno or 0, bytes written).
 //
@@ -71,7 +71,8 @@ struct Transfer {
   int pipe[2] = {-1, -1};
   int64_t in_pipe = 0;
   int64_t pipe_capacity = 0;
-  int64_t idle_ms = 0;
+  int64_t idle_ms = 0;              // waiting on the source (0: no limit)
+  int64_t idle_ms_destination = 0;  // waiting on the destination (0: no limit)
   Clock::time_point last_progress;
   struct stat file{};  // sendfile: the file as JavaScript checked it, before the first byte
 };
@@ -375,17 +376,22 @@ void Engine::End(uint32_t id, int error, Side side) {
   if (tsfn_.BlockingCall(ended) != napi_ok) delete ended;
 }
 
+// Which end a stalled transfer waits on: the destination while the pipe holds bytes (a sendfile
+// always waits on its destination).
+bool WaitsOnDestination(const Transfer& t) { return t.kind == Kind::kSendfile || t.in_pipe > 0; }
+
+int64_t IdleLimitMs(const Transfer& t) { return WaitsOnDestination(t) ? t.idle_ms_destination : t.idle_ms; }
+
 void Engine::CheckIdle() {
   auto now = Clock::now();
   std::vector<uint32_t> idle;
   for (auto& [id, t] : active_) {
-    if (t->idle_ms > 0 && now - t->last_progress > std::chrono::milliseconds(t->idle_ms)) idle.push_back(id);
+    int64_t limit = IdleLimitMs(*t);
+    if (limit > 0 && now - t->last_progress > std::chrono::milliseconds(limit)) idle.push_back(id);
   }
   for (uint32_t id : idle) {
     const Transfer& t = *active_[id];
-    // Waiting on whichever end has to move next: the destination while the pipe holds bytes.
-    bool destination = t.kind == Kind::kSendfile || t.in_pipe > 0;
-    End(id, ETIMEDOUT, destination ? kDestination : kSource);
+    End(id, ETIMEDOUT, WaitsOnDestination(t) ? kDestination : kSource);
   }
 }
 
@@ -394,9 +400,10 @@ int Engine::WaitMs() {
   auto now = Clock::now();
   int64_t soonest = 1000;
   for (auto& [id, t] : active_) {
-    if (t->idle_ms <= 0) continue;
+    int64_t limit = IdleLimitMs(*t);
+    if (limit <= 0) continue;
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-                    t->last_progress + std::chrono::milliseconds(t->idle_ms) - now)
+                    t->last_progress + std::chrono::milliseconds(limit) - now)
                     .count();
     soonest = std::min<int64_t>(soonest, std::max<int64_t>(left + 1, 0));
   }
@@ -444,7 +451,9 @@ Napi::Value TransferInit(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(env, true);
 }
 
-// transferStart(kind, src, dst, offset, length, idleMs): kind 0 sendfile, 1 splice. Returns
+// transferStart(kind, src, dst, offset, length, idleMs, destinationIdleMs): kind 0 sendfile, 1
+// splice; the idle limits apply while it waits on the source and on the destination (0: none).
+// Returns
 // [errno, side, written] when the transfer ended in its first step (on this thread), else the id
 // its end will be reported under. Throws (with errno's text) when it cannot start; nothing is
 // then running, and nothing was written.
@@ -452,8 +461,10 @@ Napi::Value TransferStart(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Engine* engine = Engine::Existing();
   if (!engine) return Throw(env, "transferInit first");
-  if (info.Length() != 6) return Throw(env, "transferStart(kind, src, dst, offset, length, idleMs)");
-  for (size_t i = 0; i < 6; i++) {
+  if (info.Length() != 7) {
+    return Throw(env, "transferStart(kind, src, dst, offset, length, idleMs, destinationIdleMs)");
+  }
+  for (size_t i = 0; i < 7; i++) {
     if (!info[i].IsNumber()) return Throw(env, "transferStart: numbers only");
   }
   auto t = std::make_unique<Transfer>();
@@ -463,6 +474,7 @@ Napi::Value TransferStart(const Napi::CallbackInfo& info) {
   t->offset = info[3].As<Napi::Number>().Int64Value();
   t->remaining = info[4].As<Napi::Number>().Int64Value();
   t->idle_ms = info[5].As<Napi::Number>().Int64Value();
+  t->idle_ms_destination = info[6].As<Napi::Number>().Int64Value();
   if (t->src < 0 || t->dst < 0 || t->offset < 0 || t->remaining < 0) {
     return Throw(env, "transferStart: negative descriptor, offset or length");
   }

@@ -52,6 +52,7 @@ export {
 export { StoreServer, type StoreServerOptions, type StoreServerStats } from './store/server.js';
 export type { JavaScriptSendReason, StoreSendStats } from './store/kernel-send.js';
 export type { SpliceTarget } from './store/spliced-fetch.js';
+export type { FlushScope } from './core/net/socket-handoff.js';
 export type { Transfer, TransferEnd, TransferEngine } from './native/transfer.js';
 export type { FetchLimitKind, FetchLimits } from './store/fetch-limits.js';
 export {

@@ -25,6 +25,7 @@ interface TransferBinding {
     offset: number,
     length: number,
     idleMs: number,
+    destinationIdleMs: number,
   ): number | [number, number, number];
   transferCancel(id: number): void;
   transferActive(): number;
@@ -62,8 +63,18 @@ export interface TransferEngine {
     length: number,
     idleMs: number,
   ): Transfer;
-  /** Exactly `length` bytes from the socket `srcFd` into the socket `dstFd`, none beyond. */
-  splice(srcFd: number, dstFd: number, length: number, idleMs: number): Transfer;
+  /**
+   * Exactly `length` bytes from the socket `srcFd` into the socket `dstFd`, none beyond.
+   * `destinationIdleMs`: how long the destination may take no bytes (default `idleMs`; 0: as
+   * long as it likes, as Node lets a slow reader take its time).
+   */
+  splice(
+    srcFd: number,
+    dstFd: number,
+    length: number,
+    idleMs: number,
+    destinationIdleMs?: number,
+  ): Transfer;
   /** Transfers started and not yet ended. */
   active(): number;
 }
@@ -119,9 +130,10 @@ function load(): { engine: TransferEngine } | { reason: string } {
     offset: number,
     length: number,
     idleMs: number,
+    destinationIdleMs: number,
   ): Transfer => {
     // Throws (the engine started nothing) when a pipe cannot be had: the caller falls back.
-    const started = native.transferStart(kind, src, dst, offset, length, idleMs);
+    const started = native.transferStart(kind, src, dst, offset, length, idleMs, destinationIdleMs);
     // Ended already, on this thread: nothing left to cancel.
     if (typeof started !== 'number') {
       return { ended: Promise.resolve(end(...started)), cancel: () => {} };
@@ -132,8 +144,9 @@ function load(): { engine: TransferEngine } | { reason: string } {
   return {
     engine: {
       sendfile: (fileFd, socketFd, offset, length, idleMs) =>
-        start(0, fileFd, socketFd, offset, length, idleMs),
-      splice: (srcFd, dstFd, length, idleMs) => start(1, srcFd, dstFd, 0, length, idleMs),
+        start(0, fileFd, socketFd, offset, length, idleMs, idleMs),
+      splice: (srcFd, dstFd, length, idleMs, destinationIdleMs = idleMs) =>
+        start(1, srcFd, dstFd, 0, length, idleMs, destinationIdleMs),
       active: () => native.transferActive(),
     },
   };

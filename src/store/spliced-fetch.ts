@@ -7,10 +7,16 @@
  * alive per store and reused. The head parser accepts only what a store sends: a status line,
  * at most 64 headers, one Content-Length; anything else is ODB_ERR_PROTOCOL.
  */
-import { connect, type Socket } from 'node:net';
+import { connect, type NetConnectOpts, type Socket } from 'node:net';
 import { OdbError } from '../core/errors.js';
 import { parseHostPort } from '../core/net/address.js';
-import { countKernelBytes, lendableFd, markLent, whenFlushed } from '../core/net/socket-handoff.js';
+import {
+  countKernelBytes,
+  lendableFd,
+  markLent,
+  whenFlushed,
+  type FlushScope,
+} from '../core/net/socket-handoff.js';
 import type { TransferEngine } from '../native/transfer.js';
 import { descriptorToText, type Descriptor } from '../protocol/descriptor.js';
 import {
@@ -34,9 +40,15 @@ export interface SpliceTarget {
    * and return its socket's descriptor and the socket (or undefined: the destination is gone).
    * `write` sends the few body bytes that came with the store's head through JavaScript first.
    */
-  start(
-    length: number,
-  ): { readonly socket: Socket; readonly fd: number; write(bytes: Buffer): void } | undefined;
+  start(length: number):
+    | {
+        readonly socket: Socket;
+        readonly fd: number;
+        write(bytes: Buffer): void;
+        /** What must be empty before the kernel writes (default `all`: see FlushScope). */
+        readonly flushScope?: FlushScope;
+      }
+    | undefined;
 }
 
 /** Options of a {@link SplicedFetcher}. */
@@ -46,10 +58,17 @@ export interface SplicedFetcherOptions {
   readonly fetchTimeoutMs: number;
   /** How long a body may make no progress (the store's or the destination's side). */
   readonly idleTimeoutMs: number;
+  /**
+   * How long the destination may take no bytes, instead of `idleTimeoutMs`; 0: no limit (stream
+   * mode: the application's socket keeps Node's behaviour, where a slow reader takes its time).
+   */
+  readonly destinationIdleMs?: number;
   /** How long an unused connection is kept. */
   readonly keepAliveMs?: number;
   /** Reports each new store connection (the tiers count its bytes). */
   readonly onSocket?: (socket: Socket) => void;
+  /** Opens a store connection (default `net.connect`); stream mode marks its own sockets. */
+  readonly connect?: (options: NetConnectOpts) => Socket;
 }
 
 /** A head read from a store connection. */
@@ -79,9 +98,13 @@ class StoreConnection {
     return this.#answered;
   }
 
-  constructor(endpoint: string, onSocket?: (socket: Socket) => void) {
+  constructor(
+    endpoint: string,
+    onSocket?: (socket: Socket) => void,
+    open: (options: NetConnectOpts) => Socket = connect,
+  ) {
     const { host, port } = parseHostPort(endpoint, 'store endpoint');
-    this.socket = connect({
+    this.socket = open({
       host,
       port,
       noDelay: true,
@@ -95,6 +118,23 @@ class StoreConnection {
       this.#fail(new OdbError('ODB_ERR_FETCH_ABORTED', 'store closed the connection')),
     );
     onSocket?.(this.socket);
+  }
+
+  #onIdle: (() => void) | undefined;
+
+  /**
+   * Kept idle for at most `ms`, then `onIdle`; undefined: in use again. One timeout listener at
+   * a time, however often the connection is reused.
+   */
+  keptIdle(ms: number | undefined, onIdle?: () => void): void {
+    if (this.#onIdle) this.socket.off('timeout', this.#onIdle);
+    this.#onIdle = onIdle;
+    if (ms === undefined || !onIdle) {
+      this.socket.setTimeout(0);
+      return;
+    }
+    this.socket.setTimeout(ms);
+    this.socket.once('timeout', onIdle);
   }
 
   /** True while connecting: a deadline then means the store cannot be reached. */
@@ -210,6 +250,130 @@ function parseHead(text: string): { status: number; headers: Record<string, stri
   return { status: Number(status[1]), headers };
 }
 
+/**
+ * A store's response body being spliced into destinations, in as many pieces as its reader
+ * wants (stream mode writes a lazy buffer's 64 KiB slices one by one, as the application writes
+ * them). The unread rest waits in the store connection's socket, where TCP holds the store back.
+ */
+export class SplicedBody {
+  readonly length: number;
+  #left: number;
+  /** Body bytes that came with the head: they go first, through JavaScript. */
+  #early: Buffer;
+  readonly #connection: StoreConnection;
+  readonly #options: SplicedFetcherOptions;
+  readonly #done: (reusable: boolean) => void;
+  #failed = false;
+
+  /** @internal Made by {@link SplicedFetcher.open}. */
+  constructor(
+    connection: StoreConnection,
+    length: number,
+    early: Buffer,
+    options: SplicedFetcherOptions,
+    done: (reusable: boolean) => void,
+  ) {
+    this.#connection = connection;
+    this.length = length;
+    this.#left = length;
+    this.#early = early.subarray(0, length);
+    this.#options = options;
+    this.#done = done;
+    // Bytes past the body would be taken for the next answer: such a connection is not reused.
+    this.#reusableAtEnd = early.length <= length;
+  }
+
+  readonly #reusableAtEnd: boolean;
+  #finished = false;
+
+  /** Bytes not delivered yet. */
+  get remaining(): number {
+    return this.#left;
+  }
+
+  /** False once it failed or was given up: nothing more can be read from it. */
+  get usable(): boolean {
+    return !this.#failed && this.#connection.usable;
+  }
+
+  /**
+   * Delivers the next `count` bytes (at most {@link remaining}) into `target`. Rejects with an
+   * OdbError (ODB_ERR_FETCH_ABORTED with a DestinationClosedError as cause when the destination
+   * went away); the body is then given up, and the caller cuts the destination short if it had
+   * started.
+   */
+  async next(count: number, target: SpliceTarget): Promise<void> {
+    if (this.#failed) throw new OdbError('ODB_ERR_FETCH_ABORTED', 'store body given up');
+    if (!Number.isSafeInteger(count) || count < 0 || count > this.#left) {
+      throw new OdbError('ODB_ERR_OUT_OF_RANGE', `${count} of ${this.#left} body bytes left`);
+    }
+    try {
+      await this.#deliver(count, target);
+    } catch (err) {
+      this.abandon();
+      throw classify(err, undefined);
+    }
+    this.#left -= count;
+    if (this.#left === 0) this.#finish(this.#reusableAtEnd);
+  }
+
+  /** Gives up the rest: the connection closes (its unread bytes belong to this body). */
+  abandon(): void {
+    if (this.#failed || this.#finished) return;
+    this.#failed = true;
+    this.#finish(false);
+  }
+
+  async #deliver(count: number, target: SpliceTarget): Promise<void> {
+    const destination = target.start(count);
+    if (!destination) throw closedDestination();
+    const early = this.#early.subarray(0, count);
+    this.#early = this.#early.subarray(early.length);
+    if (early.length > 0) destination.write(early);
+    const destinationIdleMs = this.#options.destinationIdleMs ?? this.#options.idleTimeoutMs;
+    const flushed = whenFlushed(
+      destination.socket,
+      destinationIdleMs > 0 ? destinationIdleMs : 2 ** 31 - 1,
+      destination.flushScope,
+    );
+    if (!(await flushed)) throw closedDestination();
+    const rest = count - early.length;
+    if (rest === 0) return;
+    const connection = this.#connection;
+    const source = lendableFd(connection.socket);
+    if (typeof source !== 'number')
+      throw new OdbError('ODB_ERR_FETCH_ABORTED', 'store connection lost');
+    const transfer = this.#options.engine.splice(
+      source,
+      destination.fd,
+      rest,
+      this.#options.idleTimeoutMs,
+      destinationIdleMs,
+    );
+    const cancel = (): void => transfer.cancel();
+    destination.socket.once('close', cancel);
+    const unlend = markLent(destination.socket, rest);
+    const ended = await transfer.ended;
+    unlend();
+    destination.socket.off('close', cancel);
+    countKernelBytes(destination.socket, 'written', ended.written);
+    countKernelBytes(connection.socket, 'read', ended.written);
+    if (ended.errno === 0) return;
+    if (ended.side === 'source') {
+      const code = ended.reason === 'ETIMEDOUT' ? 'ODB_ERR_FETCH_TIMEOUT' : 'ODB_ERR_FETCH_ABORTED';
+      const at = this.length - this.#left + early.length + ended.written;
+      throw new OdbError(code, `store body: ${ended.reason} after ${at} of ${this.length} bytes`);
+    }
+    throw closedDestination(ended.reason);
+  }
+
+  #finish(reusable: boolean): void {
+    if (this.#finished) return;
+    this.#finished = true;
+    this.#done(reusable && this.#connection.usable);
+  }
+}
+
 /** Fetches whose bodies the kernel splices into their destination. */
 export class SplicedFetcher {
   readonly #options: SplicedFetcherOptions;
@@ -230,24 +394,33 @@ export class SplicedFetcher {
     target: SpliceTarget,
     releaseOnDone: boolean,
   ): Promise<number> {
+    const body = await this.open(descriptor, releaseOnDone);
+    await body.next(body.length, target);
+    return body.length;
+  }
+
+  /**
+   * Asks the store for the descriptor's range and reads the response head: the body, to be
+   * delivered piece by piece. Rejects with an OdbError when the store refuses or cannot be
+   * reached (nothing was delivered then).
+   */
+  async open(descriptor: Descriptor, releaseOnDone: boolean): Promise<SplicedBody> {
     const connection = this.#take(descriptor.endpoint);
     try {
-      return await this.#fetchOn(connection, descriptor, target, releaseOnDone);
+      return await this.#openOn(connection, descriptor, releaseOnDone);
     } catch (err) {
       // A kept-alive connection the store closed as it was taken (its idle timeout): nothing was
-      // answered, nothing delivered, so the same GET goes again on a new connection, once.
+      // answered, so the same GET goes again on a new connection, once.
       if (connection.served === 0 || connection.answered || !isStaleFailure(err)) throw err;
-      const fresh = new StoreConnection(descriptor.endpoint, this.#options.onSocket);
-      return this.#fetchOn(fresh, descriptor, target, releaseOnDone);
+      return this.#openOn(this.#open(descriptor.endpoint), descriptor, releaseOnDone);
     }
   }
 
-  async #fetchOn(
+  async #openOn(
     connection: StoreConnection,
     descriptor: Descriptor,
-    target: SpliceTarget,
     releaseOnDone: boolean,
-  ): Promise<number> {
+  ): Promise<SplicedBody> {
     const length = descriptor.length;
     let reusable = false;
     const deadline = <T>(promise: Promise<T>): Promise<T> =>
@@ -278,51 +451,14 @@ export class SplicedFetcher {
           `store announced ${announced} bytes, expected ${length}`,
         );
       }
-      const destination = target.start(length);
-      if (!destination) throw closedDestination();
-      const early = head.rest.subarray(0, length);
-      if (early.length > 0) destination.write(early);
-      if (!(await whenFlushed(destination.socket, this.#options.idleTimeoutMs)))
-        throw closedDestination();
-      const rest = length - early.length;
-      if (rest > 0) {
-        const source = lendableFd(connection.socket);
-        if (typeof source !== 'number')
-          throw new OdbError('ODB_ERR_FETCH_ABORTED', 'store connection lost');
-        const transfer = this.#options.engine.splice(
-          source,
-          destination.fd,
-          rest,
-          this.#options.idleTimeoutMs,
-        );
-        const cancel = (): void => transfer.cancel();
-        destination.socket.once('close', cancel);
-        const unlend = markLent(destination.socket, rest);
-        const ended = await transfer.ended;
-        unlend();
-        destination.socket.off('close', cancel);
-        countKernelBytes(destination.socket, 'written', ended.written);
-        countKernelBytes(connection.socket, 'read', ended.written);
-        if (ended.errno !== 0) {
-          if (ended.side === 'source') {
-            const code =
-              ended.reason === 'ETIMEDOUT' ? 'ODB_ERR_FETCH_TIMEOUT' : 'ODB_ERR_FETCH_ABORTED';
-            throw new OdbError(
-              code,
-              `store body: ${ended.reason} after ${early.length + ended.written} of ${length} bytes`,
-            );
-          }
-          throw closedDestination(ended.reason);
-        }
-      }
-      // Bytes past the body would be taken for the next answer: such a connection is not reused.
-      reusable = head.rest.length <= length;
-      return length;
+      return new SplicedBody(connection, length, head.rest, this.#options, (again) => {
+        if (again) this.#giveBack(descriptor.endpoint, connection);
+        else connection.destroy();
+      });
     } catch (err) {
-      throw classify(err, undefined);
-    } finally {
       if (reusable && connection.usable) this.#giveBack(descriptor.endpoint, connection);
       else connection.destroy();
+      throw classify(err, undefined);
     }
   }
 
@@ -337,11 +473,15 @@ export class SplicedFetcher {
     while (list && list.length > 0) {
       const connection = list.pop()!;
       if (connection.usable) {
-        connection.socket.setTimeout(0);
+        connection.keptIdle(undefined);
         return connection;
       }
     }
-    return new StoreConnection(endpoint, this.#options.onSocket);
+    return this.#open(endpoint);
+  }
+
+  #open(endpoint: string): StoreConnection {
+    return new StoreConnection(endpoint, this.#options.onSocket, this.#options.connect);
   }
 
   #giveBack(endpoint: string, connection: StoreConnection): void {
@@ -351,7 +491,7 @@ export class SplicedFetcher {
     // Reading again: a store closing an idle connection is seen, and the connection dropped.
     connection.socket.resume();
     const idleMs = Math.min(this.#options.keepAliveMs ?? 30_000, connection.idleMs ?? Infinity);
-    connection.socket.setTimeout(idleMs, () => {
+    connection.keptIdle(idleMs, () => {
       const at = list.indexOf(connection);
       if (at >= 0) list.splice(at, 1);
       connection.destroy();

@@ -68,26 +68,36 @@ export function lendableFd(socket: Socket | null | undefined): number | 'tls' | 
   return typeof fd === 'number' && fd >= 0 ? fd : 'not-lendable';
 }
 
+/**
+ * What must be empty for a socket to count as flushed: `all` — Node's write buffer and libuv's
+ * queue; `handle` — libuv's queue only, for a caller inside the socket's own `_write`, where
+ * Node's buffer holds the very chunk being written (and the ones behind it).
+ */
+export type FlushScope = 'all' | 'handle';
+
 /** True when nothing JavaScript wrote to `socket` still waits in Node or libuv. */
-export function isFlushed(socket: Socket): boolean {
-  return (
-    socket.writableLength === 0 &&
-    !socket.writableCorked &&
-    (handleOf(socket)?.writeQueueSize ?? 0) === 0
-  );
+export function isFlushed(socket: Socket, scope: FlushScope = 'all'): boolean {
+  const handleEmpty = (handleOf(socket)?.writeQueueSize ?? 0) === 0;
+  if (scope === 'handle') return handleEmpty;
+  return socket.writableLength === 0 && !socket.writableCorked && handleEmpty;
 }
 
 /**
  * Resolves true once every byte written to `socket` so far has been handed to the kernel; false
  * if the socket closes first or it takes longer than `timeoutMs` (a peer that reads nothing).
  */
-export function whenFlushed(socket: Socket, timeoutMs: number): Promise<boolean> {
-  if (isFlushed(socket)) return Promise.resolve(true);
+export function whenFlushed(
+  socket: Socket,
+  timeoutMs: number,
+  scope: FlushScope = 'all',
+): Promise<boolean> {
+  const isFlushedNow = (): boolean => isFlushed(socket, scope);
+  if (isFlushedNow()) return Promise.resolve(true);
   if (socket.destroyed) return Promise.resolve(false);
   return new Promise((resolve) => {
     const check = (): void => {
       if (socket.destroyed) finish(false);
-      else if (isFlushed(socket)) finish(true);
+      else if (isFlushedNow()) finish(true);
     };
     // 'drain' comes only after a write that filled Node's buffer: otherwise the queue is looked
     // at every millisecond (a response head is usually in the kernel at once, never polled).
