@@ -34,9 +34,10 @@ export interface StreamPrograms {
   readonly be: NodeProgram;
   readonly is: NodeProgram;
   readonly fe: NodeProgram;
-  /** Store endpoints (`host:port`) of the BE's and the IS's agents. */
+  /** Store endpoints (`host:port`) of the BE's, the IS's and the FE's agents. */
   readonly beStore: string;
   readonly isStore: string;
+  readonly feStore: string;
   /** The client-facing URL of `path`. */
   url(path: string): string;
   stop(): Promise<void>;
@@ -44,7 +45,8 @@ export interface StreamPrograms {
 
 /** Starts BE ← IS ← FE, each on a fresh port; stops what it started if one fails. */
 export async function startStreamPrograms(options: StreamChainOptions): Promise<StreamPrograms> {
-  const [bePort, beStorePort, isPort, isStorePort] = [
+  const [bePort, beStorePort, isPort, isStorePort, feStorePort] = [
+    await freePort(),
     await freePort(),
     await freePort(),
     await freePort(),
@@ -52,6 +54,7 @@ export async function startStreamPrograms(options: StreamChainOptions): Promise<
   ];
   const beStore = `127.0.0.1:${beStorePort}`;
   const isStore = `127.0.0.1:${isStorePort}`;
+  const feStore = `127.0.0.1:${feStorePort}`;
   const odb = (env: Record<string, string>): Record<string, string> =>
     options.odb
       ? {
@@ -89,7 +92,7 @@ export async function startStreamPrograms(options: StreamChainOptions): Promise<
     const fe = await start('fe', 'is-proxy.mjs', {
       PORT: '0',
       UPSTREAM: `http://127.0.0.1:${isPort}`,
-      ...odb({ ODB_CONNECT: `127.0.0.1:${isPort}` }),
+      ...odb({ ODB_CONNECT: `127.0.0.1:${isPort}`, ODB_STORE_LISTEN: feStore }),
     });
     return {
       be,
@@ -97,6 +100,7 @@ export async function startStreamPrograms(options: StreamChainOptions): Promise<
       fe,
       beStore,
       isStore,
+      feStore,
       url: (path) => `http://127.0.0.1:${fe.port}${path}`,
       stop,
     };

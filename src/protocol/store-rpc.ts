@@ -54,6 +54,17 @@ export interface StorePing {
   readonly probeWaitsExpired?: number;
   readonly plainRetired?: number;
   readonly helloRefused?: number;
+  /**
+   * A stream-mode process writing lazy buffers to plain sockets: runs the kernel spliced from
+   * their owners' stores (their bytes, the store requests they took), and views fetched into
+   * memory first instead, by why (docs/stream-mode.md, Plain destinations).
+   */
+  readonly plainWrites?: {
+    readonly kernel: number;
+    readonly kernelBytes: number;
+    readonly kernelRequests: number;
+    readonly fetched: Readonly<Record<string, number>>;
+  };
 }
 
 /** Request header asking the store to release the payload after a complete fetch. */

@@ -34,6 +34,8 @@ export type AgentMessage =
   | { readonly type: 'release'; readonly descriptor: string }
   /** The application thread's counters of learning peers, for the store's ping answer. */
   | { readonly type: 'peer-counters'; readonly counters: PeerCounters }
+  /** The application thread's counters of lazy buffers written to plain sockets. */
+  | { readonly type: 'plain-writes'; readonly counters: PlainWriteCounters }
   /** How busy the store is (for a graceful exit); answered with `store-activity`. */
   | { readonly type: 'store-activity'; readonly requestId: number }
   /** Fetch every missing page of a region (before a kernel write), answer `materialized`. */
@@ -74,6 +76,30 @@ export interface StoreActivity {
   /** Fetches being answered now, and fetches begun since the store started. */
   readonly fetching: number;
   readonly fetches: number;
+}
+
+/** Why a lazy buffer written to a plain socket was fetched first instead of spliced. */
+export type PlainWriteFallback =
+  /** No transfer engine (no addon, ODB_NATIVE=off, a worker thread). */
+  | 'unavailable'
+  /** A TLS socket: its bytes are encrypted in user space. */
+  | 'tls'
+  /** No descriptor of its own (a pipe, a JavaScript stream) or closing. */
+  | 'not-lendable'
+  /** Written into since its pages were filled, or fetched whole already. */
+  | 'changed'
+  /** The owner's store refused or could not be reached before a byte was written. */
+  | 'refused';
+
+/** Lazy buffers written to plain sockets (the agent reports these in the store's ping). */
+export interface PlainWriteCounters {
+  /** Runs of lazy views the kernel spliced from the owner's store, and their bytes. */
+  kernel: number;
+  kernelBytes: number;
+  /** Store requests those runs took (a request's body serves the socket's next runs too). */
+  kernelRequests: number;
+  /** Views fetched into memory first, by why. */
+  fetched: Partial<Record<PlainWriteFallback, number>>;
 }
 
 /** What learning peers did (the agent reports these in the store's ping). */

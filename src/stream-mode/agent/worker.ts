@@ -24,7 +24,13 @@ import { ReferenceChannels } from '../../store/reference-channel.js';
 import { referenceToken } from '../../store/references.js';
 import { StoreServer } from '../../store/server.js';
 import { CountedStore } from '../../store/counted-store.js';
-import type { AgentEvent, AgentMessage, AgentSettings, PeerCounters } from './protocol.js';
+import type {
+  AgentEvent,
+  AgentMessage,
+  AgentSettings,
+  PeerCounters,
+  PlainWriteCounters,
+} from './protocol.js';
 import { CollectionPacer, obtainGc } from '../memory/collector.js';
 import { freedByCollection, ownPayloadSource } from '../memory/own-payload.js';
 
@@ -51,6 +57,8 @@ const store = new CountedStore({
 const counters = { faults: 0, faultBytes: 0, fetchFailures: 0 };
 /** What the application thread reported of learning peers (ODB_CONNECT=*). */
 let peerCounters: Partial<PeerCounters> = {};
+/** What the application thread reported of lazy buffers it wrote to plain sockets. */
+let plainWrites: PlainWriteCounters | undefined;
 const server = new StoreServer({
   store,
   registrationWaitMs: 2000,
@@ -58,6 +66,7 @@ const server = new StoreServer({
     ...peerCounters,
     ...counters,
     lazyRegions: regions.size,
+    plainWrites,
     ownPayloadBytes: ownMemory?.ownStats().liveBytes,
   }),
 });
@@ -252,6 +261,9 @@ async function handle(message: AgentMessage): Promise<void> {
       return;
     case 'peer-counters':
       peerCounters = message.counters;
+      return;
+    case 'plain-writes':
+      plainWrites = message.counters;
       return;
     case 'retain':
     case 'release':

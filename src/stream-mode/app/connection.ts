@@ -29,6 +29,7 @@ import { flagsOf, helloFlags, helloFrame, readHello } from '../../protocol/hello
 import { httpBodyLength, httpHeadLength } from './http-head.js';
 import { PayloadGatherer } from './payload-gatherer.js';
 import type { LazyView, StreamRuntime } from './runtime.js';
+import { writePlain } from './plain-write.js';
 import { kOdbConnection } from './symbols.js';
 
 type Mode = 'sniffing' | 'deciding' | 'unsaid' | 'awaiting-hello' | 'odb' | 'plain';
@@ -584,7 +585,10 @@ export class OdbConnection {
       else this.#own(chunk, out);
       this.#countBody(chunk.length);
     }
-    sendForward();
+    // A write that ends with a forwarded view (an HTTP head and the body's first read) holds it
+    // back as #holdForward does, so the body's next reads join it: one descriptor, not two.
+    if (forward && this.#mayHold(forward.view)) this.#holdBack(forward);
+    else sendForward();
     if (this.#bodyRemaining === 0) this.#takeGathered(out);
     else this.#gatherer?.wait();
     return out;
@@ -601,12 +605,25 @@ export class OdbConnection {
     const held = this.#forward;
     const joined = held ? extended(held, view, chunk) : { view, chunks: [chunk] };
     if (!joined) return false;
-    this.#forward = joined;
     this.#countBody(view.length);
-    const end = view.offset + view.length === view.region.descriptor.length;
-    if (end || this.#bodyRemaining === 0) this.#sendHeld();
-    else this.#forwardTimer ??= setImmediate(() => this.#sendHeld());
+    if (this.#mayHold(joined.view)) this.#holdBack(joined);
+    else {
+      this.#forward = joined;
+      this.#sendHeld();
+    }
     return true;
+  }
+
+  /** True unless `view` reaches its payload's end or completes the HTTP message. */
+  #mayHold(view: LazyView): boolean {
+    const end = view.offset + view.length === view.region.descriptor.length;
+    return !end && this.#bodyRemaining !== 0;
+  }
+
+  /** Holds `forward` back until the next write, or the end of this turn of the event loop. */
+  #holdBack(forward: Forward): void {
+    this.#forward = forward;
+    this.#forwardTimer ??= setImmediate(() => this.#sendHeld());
   }
 
   #takeHeldForward(): Forward | undefined {
@@ -705,39 +722,4 @@ export class OdbConnection {
       if (err) this.#socket.destroy(err);
     });
   }
-}
-
-/**
- * A write on a plain socket: lazy buffers in it are fetched first, without blocking the thread,
- * so the kernel never faults on them (the write keeps its place: Node issues no other write on
- * this socket until this one's callback).
- */
-export function writePlain(
-  runtime: StreamRuntime,
-  socket: Socket,
-  writeGeneric: WriteGeneric,
-  writev: boolean,
-  data: unknown,
-  encoding: string,
-  cb: WriteCallback,
-): void {
-  const pending: LazyView[] = [];
-  const check = (chunk: unknown): void => {
-    if (typeof chunk === 'string' || !chunk) return;
-    const view = runtime.lazyView(chunk as Uint8Array);
-    if (view && !runtime.isMaterialized(view)) pending.push(view);
-  };
-  if (writev) for (const e of data as { chunk: unknown }[]) check(e.chunk);
-  else check(data);
-  if (pending.length === 0) {
-    writeGeneric.call(socket, writev, data, encoding, cb);
-    return;
-  }
-  Promise.all(pending.map((v) => runtime.materialize(v))).then(
-    () => writeGeneric.call(socket, writev, data, encoding, cb),
-    (err: Error) => {
-      socket.destroy(err);
-      cb(err);
-    },
-  );
 }

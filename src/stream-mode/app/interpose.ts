@@ -7,8 +7,9 @@
  *   - `net.Socket.prototype.connect`: once connected to an ODB peer, the socket says hello (with
  *     `ODB_CONNECT=*`, after waiting briefly for the probe of a peer not known yet);
  *   - `net.Socket.prototype._writeGeneric` (Node 20: every socket write and writev ends there):
- *     ODB sockets frame; plain sockets fetch lazy buffers first instead of letting the kernel fault,
- *     and a plain HTTP client socket to a peer since learned to speak ODB is retired.
+ *     ODB sockets frame; plain sockets get lazy buffers spliced by the kernel or fetched first,
+ *     never faulted on (plain-write.ts), and a plain HTTP client socket to a peer since learned
+ *     to speak ODB is retired.
  *   - `tls.TLSSocket.prototype._wrapHandle`: TLS over a socket that already speaks ODB reads and
  *     writes it through its JavaScript stream (so through the frames), not its native handle.
  * TLS sockets and servers, and HTTP/2 servers, are left alone: TLS is end to end, and HTTP/2
@@ -20,8 +21,9 @@ import http2 from 'node:http2';
 import net, { type AddressInfo } from 'node:net';
 import { Duplex } from 'node:stream';
 import tls from 'node:tls';
-import { OdbConnection, writePlain } from './connection.js';
+import { OdbConnection } from './connection.js';
 import type { PeerPolicy } from './peers.js';
+import { writePlain } from './plain-write.js';
 import { retireAfterResponse } from './plain-retirement.js';
 import type { StreamRuntime } from './runtime.js';
 import type { ServerRegistry } from './servers.js';

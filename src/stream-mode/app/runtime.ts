@@ -23,6 +23,7 @@ import type {
   AgentMessage,
   AgentSettings,
   PeerCounters,
+  PlainWriteCounters,
   StoreActivity,
 } from '../agent/protocol.js';
 import { CollectionPacer, obtainGc } from '../memory/collector.js';
@@ -378,6 +379,11 @@ export class StreamRuntime {
   /** Hands the counters of learning peers to the agent, which reports them in the store's ping. */
   reportPeerCounters(counters: PeerCounters): void {
     this.#post({ type: 'peer-counters', counters: { ...counters } });
+  }
+
+  /** Sends the counters of lazy buffers written to plain sockets to the agent (its ping). */
+  reportPlainWrites(counters: PlainWriteCounters): void {
+    this.#post({ type: 'plain-writes', counters: structuredClone(counters) });
   }
 
   /** Notes `bytes` of garbage on this thread that only a collection frees (see #collections). */
