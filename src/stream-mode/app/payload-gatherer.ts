@@ -1,5 +1,8 @@
 import type { OwnPayloadAllocator, OwnPayloadMemory } from '../memory/own-payload.js';
 
+/** The longest a gathered byte waits, in units of the wait after the last write. */
+export const maxWaitFactor = 2;
+
 /** What a gatherer gathered: memory the caller now owns, holding `length` bytes. */
 export interface GatheredPayload {
   readonly memory: OwnPayloadMemory;
@@ -26,10 +29,12 @@ export class PayloadGatherer {
   #memory: OwnPayloadMemory | undefined;
   #used = 0;
   #timer: NodeJS.Timeout | undefined;
+  /** When the wait must end at the latest (ms since the epoch); 0 when it has not started. */
+  #deadline = 0;
 
   /**
-   * `maxBytes`: the largest payload; `onWaited`: called `waitMs` after the first {@link wait} of a payload if
-   * bytes are still gathered then.
+   * `maxBytes`: the largest payload; `onWaited`: called when a wait (see {@link wait}) ends
+   * while bytes are still gathered.
    */
   constructor(
     allocator: OwnPayloadAllocator,
@@ -70,18 +75,27 @@ export class PayloadGatherer {
   }
 
   /**
-   * Starts the wait after a write that left bytes gathered: they go out at most `waitMs` after
-   * the first of them was gathered, unless something sends them sooner. Measured from the first
-   * byte, not the last write, so that a paced writer (a rate-limited download) is received at its
-   * own pace, late by `waitMs` at most, instead of in one burst at its end.
+   * (Re)starts the wait after a write that left bytes gathered: they go out `waitMs` after the
+   * last such write, unless something sends them sooner, and at most `waitMs` ×
+   * {@link maxWaitFactor} after the first of them was gathered. So a writer that keeps writing
+   * (a file server reading from a busy disk or a loaded machine) sends one payload, while a
+   * paced writer (a rate-limited download) is received at its own pace, late by that bound at
+   * most, instead of in one burst at its end.
    */
   wait(): void {
     if (this.#used === 0) return;
-    this.#timer ??= setTimeout(this.#waited, this.#waitMs);
+    const now = Date.now();
+    if (this.#deadline === 0) this.#deadline = now + this.#waitMs * maxWaitFactor;
+    clearTimeout(this.#timer);
+    this.#timer = setTimeout(
+      this.#waited,
+      Math.max(0, Math.min(this.#waitMs, this.#deadline - now)),
+    );
   }
 
   readonly #waited = (): void => {
     this.#timer = undefined;
+    this.#deadline = 0;
     this.#onWaited();
   };
 
@@ -102,6 +116,7 @@ export class PayloadGatherer {
   #reset(): void {
     clearTimeout(this.#timer);
     this.#timer = undefined;
+    this.#deadline = 0;
     this.#memory = undefined;
     this.#used = 0;
   }

@@ -13,7 +13,8 @@
  *   ODB_THRESHOLD       smallest write sent as a descriptor (default 64KiB)
  *   ODB_GATHER          largest payload gathered from consecutive large writes (default 4MiB;
  *                       0: each write its own payload); ODB_GATHER_WAIT: how long gathered
- *                       bytes wait for more at most, from the first of them (default 5ms)
+ *                       bytes wait for the next write (default 20ms; 2 × that at most from
+ *                       the first of them)
  *   ODB_STORE_LISTEN    this process's buffer store (default 127.0.0.1:0)
  *   ODB_STORE_ADVERTISE endpoint written into descriptors (default: the bound address)
  *   ODB_STORE_BUDGET    memory for payloads sent as descriptors (default 256MiB)
@@ -150,7 +151,7 @@ export async function loadStreamConfig(
       gather: {
         maxBytes: parseSize(env.ODB_GATHER ?? file?.gather?.max ?? '4MiB', 'ODB_GATHER'),
         waitMs: parseDuration(
-          env.ODB_GATHER_WAIT ?? file?.gather?.wait ?? '5ms',
+          env.ODB_GATHER_WAIT ?? file?.gather?.wait ?? '20ms',
           'ODB_GATHER_WAIT',
         ),
       },

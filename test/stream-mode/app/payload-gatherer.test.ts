@@ -74,29 +74,44 @@ for (const [kind, allocator] of allocators) {
   });
 }
 
-test('the wait ends once, waitMs after the first gathered write (a paced writer is not held back), only while bytes are gathered', (t) => {
+test('the wait ends waitMs after the last gathered write, at most 2 × waitMs after the first (a paced writer is not held back), only while bytes are gathered', (t) => {
   t.mock.timers.enable({ apis: ['setTimeout', 'Date'] });
   let ended = 0;
   const gatherer = new PayloadGatherer(new OwnPayloadAllocator(undefined), 1000, 20, () => ended++);
   gatherer.wait(); // nothing gathered: no wait
   t.mock.timers.tick(100);
+  assert.equal(ended, 0);
   gatherer.add(Buffer.alloc(10));
   gatherer.wait();
   t.mock.timers.tick(10);
   gatherer.add(Buffer.alloc(10));
-  gatherer.wait(); // more came: the wait still ends 20 ms after the first
-  t.mock.timers.tick(9);
+  gatherer.wait(); // more came: the wait ends 20 ms after this write
+  t.mock.timers.tick(19);
   assert.equal(ended, 0);
   t.mock.timers.tick(1);
   assert.equal(ended, 1);
   t.mock.timers.tick(100);
   assert.equal(ended, 1);
   gatherer.take();
+  // A writer that never pauses for 20 ms: its bytes go at 2 × 20 ms after its first write.
+  gatherer.add(Buffer.alloc(10));
+  gatherer.wait();
+  for (let at = 0; at < 30; at += 15) {
+    t.mock.timers.tick(15);
+    gatherer.add(Buffer.alloc(10));
+    gatherer.wait();
+  }
+  assert.equal(ended, 1, 'still writing at 30 ms');
+  t.mock.timers.tick(9);
+  assert.equal(ended, 1);
+  t.mock.timers.tick(1);
+  assert.equal(ended, 2, 'ended at 40 ms');
+  gatherer.take();
   gatherer.add(Buffer.alloc(10));
   gatherer.wait();
   gatherer.discard();
-  t.mock.timers.tick(100);
-  assert.equal(ended, 1, 'a discarded payload does not end its wait');
+  t.mock.timers.tick(200);
+  assert.equal(ended, 2, 'a discarded payload does not end its wait');
 });
 
 test('HTTP heads: their length, and the body length they announce', () => {

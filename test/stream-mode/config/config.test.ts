@@ -33,7 +33,7 @@ test('variables alone: lists, sizes and defaults', async () => {
   ]);
   assert.equal(config.thresholdBytes, 128 * 1024);
   assert.equal(config.store.budgetBytes, 256 * 1024 * 1024);
-  assert.deepEqual(config.gather, { maxBytes: 4 * 1024 * 1024, waitMs: 5 });
+  assert.deepEqual(config.gather, { maxBytes: 4 * 1024 * 1024, waitMs: 20 });
   assert.equal(config.native, true);
   assert.equal(config.probeWaitMs, 50);
   assert.deepEqual(config.drain, { timeoutMs: 10_000, quietMs: 1000 });
