@@ -93,6 +93,10 @@ const ratioRows: readonly {
     value: (get) => chainRatio(get('odb'), get('haproxy-haproxy-nginx')),
   },
   {
+    label: 'whole-chain CPU/req: stream mode / the same programs plain',
+    value: (get) => chainRatio(get('stream'), get('stream-plain')),
+  },
+  {
     label: 'whole-chain CPU/req: header mode, ODB_NATIVE=off / native',
     value: (get) => chainRatio(get('odb-js'), get('odb')),
   },
@@ -188,7 +192,7 @@ export function closedLoopSection(
       `The BE serves files of random bytes from disk (page cache). CPU per request: user + system time from /proc of every process and thread of a tier over the measured run only, divided by the requests wrk completed (a run starts once the chain is idle and, waiting at most ${o.quietWait === undefined ? 'a minute' : `${s(o.quietWait)} s`}, the rest of the machine quiet; the work done for the at most one request per connection still in flight when wrk stops is counted without its completion, so a figure may be high by about connections / (2 × requests), at most connections / requests: see the requests column); \`wrk\`: the load generator's own. ` +
       "On loopback the kernel's receive processing runs in softirq context, charged to whichever process is on the CPU then, usually the sender: the kernel's work for a hop lands on either of its two tiers. " +
       "Before a cell is measured, one response fetched with curl through the chain must have the file's SHA-256 and length. Errors: wrk's socket errors (connect, read, write, timeout) and responses with status ≥ 400. " +
-      `Shortcuts/req: descriptor responses the odb FE delivered per request (header mode: the body went from the BE's store to the FE, past the IS; the BE's threshold is ${o.threshold === undefined ? '?' : formatBytes(o.threshold)}); kernel path: the share of those bodies the FE spliced and the store sent with sendfile.`,
+      `Shortcuts/req: descriptor responses the odb FE delivered per request (header mode: the body went from the BE's store to the FE, past the IS; the BE's threshold is ${o.threshold === undefined ? '?' : formatBytes(o.threshold)}); kernel path: the share of those bodies the FE spliced and the store sent with sendfile. Stream mode: shortcuts/req are the store requests the FE's splices took per request (one per payload; the BE sends one payload per body when its reads come no more than ODB_GATHER_WAIT apart), and the kernel path the share of the FE's lazy-buffer writes the kernel spliced.`,
     '',
     'The stock tiers: nginx BE with `sendfile on; tcp_nopush on;`; HAProxy in HTTP mode with `option splice-request` and `option splice-response` (`splice-auto` never spliced on loopback here); nginx FE with its stock proxy defaults (HTTP/1.0 to its upstream, one connection per request, buffering on: bodies beyond its buffers spool to temp files). nginx runs one worker, HAProxy its default threads (one per CPU). No tier writes a per-request log (odb tiers run at log level warn).',
     '',

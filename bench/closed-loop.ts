@@ -12,7 +12,10 @@
  * 5. `nginx-haproxy-nginx`: nginx FE (stock proxy defaults) → HAProxy (splicing) → nginx BE
  *    (sendfile);
  * 6. `haproxy-haproxy-nginx`: HAProxy FE → HAProxy IS (both splicing) → nginx BE (sendfile), the
- *    leanest stock chain.
+ *    leanest stock chain;
+ * 7. `stream-plain`: plain Node programs (test/fixtures/stream: a `node:http` file server as BE,
+ *    `http-proxy` as IS and as FE), as they are;
+ * 8. `stream`: the same programs under `--import odb/register` (stream mode).
  *
  * Each cell (chain × size): one curl through the chain whose SHA-256 must match the file's (a
  * cell that fails is not measured, and the run fails), a warm-up run of wrk, then measured runs.
@@ -26,6 +29,8 @@ import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startChain } from '../dev/harness/chain.js';
 import { startStockChain } from '../dev/harness/stock-chain.js';
+import { startStreamPrograms, type StreamPrograms } from '../dev/harness/stream-chain.js';
+import { StoreClient } from '../src/store/client.js';
 import { formatBytes } from '../src/core/units.js';
 import { metricValue, scrape } from '../src/demo/prometheus.js';
 import { tierCpuMicros } from '../src/demo/proc-stat.js';
@@ -42,6 +47,8 @@ export const closedLoopChains = [
   'odb-haproxy',
   'nginx-haproxy-nginx',
   'haproxy-haproxy-nginx',
+  'stream-plain',
+  'stream',
 ] as const;
 
 export type ClosedLoopChainName = (typeof closedLoopChains)[number];
@@ -76,6 +83,14 @@ export const closedLoopChainInfo: Readonly<Record<ClosedLoopChainName, ClosedLoo
   'haproxy-haproxy-nginx': {
     label: 'HAProxy → HAProxy → nginx (leanest stock)',
     tiers: { fe: 'HAProxy (splice)', is1: 'HAProxy (splice)', be: 'nginx (sendfile)' },
+  },
+  'stream-plain': {
+    label: 'http-proxy → http-proxy → Node file server, plain',
+    tiers: { fe: 'http-proxy', is1: 'http-proxy', be: 'node:http files' },
+  },
+  stream: {
+    label: 'the same under --import odb/register (stream mode)',
+    tiers: { fe: 'http-proxy + odb', is1: 'http-proxy + odb', be: 'node:http files + odb' },
   },
 };
 
@@ -219,11 +234,47 @@ async function odbCounters(fe: OdbProcess, be: OdbProcess): Promise<Record<strin
   };
 }
 
+/**
+ * Stream mode's counters, cumulative: the store requests the FE's splices took (as
+ * `shortcuts`), and the FE's lazy-buffer runs written by the kernel or fetched first.
+ */
+async function streamCounters(
+  c: StreamPrograms,
+  client: StoreClient,
+): Promise<Record<string, number>> {
+  const writes = (await client.ping(c.feStore)).plainWrites;
+  const fetched = Object.values(writes?.fetched ?? {}).reduce((a, b) => a + b, 0);
+  return {
+    shortcuts: writes?.kernelRequests ?? 0,
+    feKernel: writes?.kernel ?? 0,
+    feJavascript: fetched,
+  };
+}
+
 async function startNamedChain(
   name: ClosedLoopChainName,
   root: string,
   o: ClosedLoopOptions,
 ): Promise<RunningChain> {
+  if (name === 'stream' || name === 'stream-plain') {
+    const c = await startStreamPrograms({
+      odb: name === 'stream',
+      keyFile: o.keyFile,
+      filesDir: root,
+      isProgram: 'is-proxy.mjs',
+      logLevel: 'warn',
+    });
+    const client = new StoreClient();
+    return {
+      processes: [c.be, c.is, c.fe],
+      url: (path) => c.url(path),
+      stop: async () => {
+        await c.stop();
+        await client.close();
+      },
+      counters: name === 'stream' ? () => streamCounters(c, client) : undefined,
+    };
+  }
   if (name === 'nginx-haproxy-nginx' || name === 'haproxy-haproxy-nginx') {
     return startStockChain({
       root,

@@ -129,7 +129,7 @@ test('http-proxy IS: ≥ 99 % of body bytes never reach it, the client gets exac
   const share = await throughChain(c);
   assert.ok(share < 0.01, `the IS read ${(share * 100).toFixed(2)} % of the body bytes`);
   // The file server writes 64 KiB at a time; consecutive writes share a payload (by default up to
-  // 4 MiB, sent once the writes pause for 5 ms), so there are far fewer payloads than writes.
+  // 4 MiB, sent once the writes pause for 20 ms), so there are far fewer payloads than writes.
   const writes = 3 * sizes.reduce((n, size) => n + size / (64 * 1024), 0);
   const payloads = (await storePing(c.beStore)).registered - registeredBefore;
   assert.ok(payloads <= writes / 4, `${payloads} payloads for ${writes} writes`);
