@@ -246,12 +246,14 @@ export class OdbGateway {
           shortcut.descriptor,
           {
             start: () => {
-              if (res.destroyed || !res.socket) return undefined;
+              // Destroyed meanwhile: its descriptor's number may name another socket by now.
+              const socket = res.socket;
+              if (res.destroyed || !socket || lendableFd(socket) !== kernel.fd) return undefined;
               const { statusCode, statusMessage, headers } = shortcut;
               if (statusMessage) res.writeHead(statusCode, statusMessage, headers);
               else res.writeHead(statusCode, headers);
               res.flushHeaders();
-              return { socket: res.socket, fd: kernel.fd, write: (bytes) => res.write(bytes) };
+              return { socket, fd: kernel.fd, write: (bytes) => res.write(bytes) };
             },
           },
           kernel.engine,

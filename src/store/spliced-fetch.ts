@@ -43,8 +43,13 @@ export interface SpliceTarget {
   start(length: number):
     | {
         readonly socket: Socket;
+        /** The socket's descriptor when `start` looked: the splice refuses another one. */
         readonly fd: number;
-        write(bytes: Buffer): void;
+        /**
+         * Writes the few bytes that came with the store's head. A promise: settles true once
+         * they are in the kernel (false: the socket failed), so nothing needs polling.
+         */
+        write(bytes: Buffer): unknown;
         /** What must be empty before the kernel writes (default `all`: see FlushScope). */
         readonly flushScope?: FlushScope;
       }
@@ -291,6 +296,16 @@ export class SplicedBody {
     return this.#left;
   }
 
+  /**
+   * Bytes of the last piece that reached its destination (those that came with the head and
+   * those the kernel spliced): after a failure, where a caller could resume on a new body.
+   */
+  get delivered(): number {
+    return this.#delivered;
+  }
+
+  #delivered = 0;
+
   /** False once it failed or was given up: nothing more can be read from it. */
   get usable(): boolean {
     return !this.#failed && this.#connection.usable;
@@ -325,11 +340,16 @@ export class SplicedBody {
   }
 
   async #deliver(count: number, target: SpliceTarget): Promise<void> {
+    this.#delivered = 0;
     const destination = target.start(count);
     if (!destination) throw closedDestination();
     const early = this.#early.subarray(0, count);
     this.#early = this.#early.subarray(early.length);
-    if (early.length > 0) destination.write(early);
+    if (early.length > 0) {
+      const written = destination.write(early);
+      if (written instanceof Promise && !(await written)) throw closedDestination();
+      this.#delivered = early.length;
+    }
     const destinationIdleMs = this.#options.destinationIdleMs ?? this.#options.idleTimeoutMs;
     const flushed = whenFlushed(
       destination.socket,
@@ -343,6 +363,10 @@ export class SplicedBody {
     const source = lendableFd(connection.socket);
     if (typeof source !== 'number')
       throw new OdbError('ODB_ERR_FETCH_ABORTED', 'store connection lost');
+    // Looked at again now, in the same turn as the splice starts: a socket destroyed while the
+    // head was awaited has closed its descriptor, and the number may already name another
+    // socket or file. Nothing can close it between this check and the engine's duplicate.
+    if (lendableFd(destination.socket) !== destination.fd) throw closedDestination();
     const transfer = this.#options.engine.splice(
       source,
       destination.fd,
@@ -358,6 +382,7 @@ export class SplicedBody {
     destination.socket.off('close', cancel);
     countKernelBytes(destination.socket, 'written', ended.written);
     countKernelBytes(connection.socket, 'read', ended.written);
+    this.#delivered += ended.written;
     if (ended.errno === 0) return;
     if (ended.side === 'source') {
       const code = ended.reason === 'ETIMEDOUT' ? 'ODB_ERR_FETCH_TIMEOUT' : 'ODB_ERR_FETCH_ABORTED';
@@ -485,15 +510,22 @@ export class SplicedFetcher {
   }
 
   #giveBack(endpoint: string, connection: StoreConnection): void {
+    const idleMs = Math.min(this.#options.keepAliveMs ?? 30_000, connection.idleMs ?? Infinity);
+    // A store that keeps idle connections for a second or less: not worth keeping.
+    if (!(idleMs > 0)) return connection.destroy();
     let list = this.#idle.get(endpoint);
     if (!list) this.#idle.set(endpoint, (list = []));
     list.push(connection);
-    // Reading again: a store closing an idle connection is seen, and the connection dropped.
-    connection.socket.resume();
-    const idleMs = Math.min(this.#options.keepAliveMs ?? 30_000, connection.idleMs ?? Infinity);
-    connection.keptIdle(idleMs, () => {
+    const forget = (): void => {
       const at = list.indexOf(connection);
       if (at >= 0) list.splice(at, 1);
+      if (list.length === 0 && this.#idle.get(endpoint) === list) this.#idle.delete(endpoint);
+    };
+    // Reading again: a store closing an idle connection is seen, and the connection dropped.
+    connection.socket.resume();
+    connection.socket.once('close', forget);
+    connection.keptIdle(idleMs, () => {
+      forget();
       connection.destroy();
     });
   }

@@ -92,11 +92,12 @@ export function whenFlushed(
   scope: FlushScope = 'all',
 ): Promise<boolean> {
   const isFlushedNow = (): boolean => isFlushed(socket, scope);
+  // First: a destroyed socket has no handle, whose queue would look empty.
+  if (socket.destroyed || !handleOf(socket)) return Promise.resolve(false);
   if (isFlushedNow()) return Promise.resolve(true);
-  if (socket.destroyed) return Promise.resolve(false);
   return new Promise((resolve) => {
     const check = (): void => {
-      if (socket.destroyed) finish(false);
+      if (socket.destroyed || !handleOf(socket)) finish(false);
       else if (isFlushedNow()) finish(true);
     };
     // 'drain' comes only after a write that filled Node's buffer: otherwise the queue is looked

@@ -22,6 +22,7 @@ import type { Logger } from '../../core/log.js';
 import { lendableFd } from '../../core/net/socket-handoff.js';
 import { transferEngine } from '../../native/transfer.js';
 import { deriveDescriptor } from '../../protocol/descriptor.js';
+import { DestinationClosedError } from '../../http-core/response-sink.js';
 import { SplicedFetcher, type SplicedBody } from '../../store/spliced-fetch.js';
 import type { PlainWriteCounters, PlainWriteFallback } from '../agent/protocol.js';
 import type { LazyView, StreamRuntime } from './runtime.js';
@@ -48,8 +49,10 @@ type Part =
   | { readonly kind: 'kernel'; view: LazyView; readonly entries: Entry[] };
 
 /** A store body spliced into a socket write by write, with where its next byte is. */
+type LazyRegion = LazyView['region'];
+
 interface OpenBody {
-  readonly region: LazyView['region'];
+  readonly region: LazyRegion;
   /** Offset in the region of the body's next byte. */
   next: number;
   readonly body: SplicedBody;
@@ -67,18 +70,24 @@ const keepBodyMs = 1000;
 /** How often the counters go to the agent (for the store's ping answer), at most. */
 const reportEveryMs = 250;
 
-/** Node's count of bytes a socket wrote (lib/net.js), found by name; undefined if renamed. */
-let bytesWrittenSymbol: symbol | null | undefined;
+/** Bytes the kernel wrote to a socket past Node, added to what its `bytesWritten` says. */
+const kernelWritten = new WeakMap<Socket, number>();
+const bytesWrittenGetter = Object.getOwnPropertyDescriptor(
+  net.Socket.prototype,
+  'bytesWritten',
+)?.get;
 
 function addBytesWritten(socket: Socket, bytes: number): void {
-  if (bytesWrittenSymbol === undefined) {
-    bytesWrittenSymbol =
-      Object.getOwnPropertySymbols(socket).find((s) => s.description === 'kBytesWritten') ?? null;
+  if (!bytesWrittenGetter || bytes <= 0) return;
+  if (!kernelWritten.has(socket)) {
+    Object.defineProperty(socket, 'bytesWritten', {
+      configurable: true,
+      get(this: Socket): number {
+        return (bytesWrittenGetter.call(this) as number) + (kernelWritten.get(this) ?? 0);
+      },
+    });
   }
-  if (!bytesWrittenSymbol) return;
-  const counted = socket as unknown as Record<symbol, number | undefined>;
-  const before = counted[bytesWrittenSymbol];
-  if (typeof before === 'number') counted[bytesWrittenSymbol] = before + bytes;
+  kernelWritten.set(socket, (kernelWritten.get(socket) ?? 0) + bytes);
 }
 
 /** Writes on plain sockets of the process: see the top of this file. */
@@ -149,11 +158,13 @@ export class PlainWriter {
     const written = spliced
       ? fetched.then(() => this.#writeParts(socket, parts))
       : fetched.then(() => this.#writeNode(socket, writev, data, encoding));
+    // The callback runs outside the promise's reaction, as Node runs it: an exception it throws
+    // is an uncaught exception, not a rejection.
     written.then(
-      () => cb(),
+      () => process.nextTick(cb),
       (err: Error) => {
         socket.destroy(err);
-        cb(err);
+        process.nextTick(cb, err);
       },
     );
   }
@@ -170,7 +181,8 @@ export class PlainWriter {
     if (!this.#fetcher) return 'unavailable';
     const fd = lendableFd(socket);
     if (fd === 'tls') return 'tls';
-    if (typeof fd !== 'number') return 'not-lendable';
+    // TCP only (a pipe or a TTY has a descriptor too, but no remote address).
+    if (typeof fd !== 'number' || typeof socket.remoteAddress !== 'string') return 'not-lendable';
     // Written into since it was filled, or fetched whole already (its reference given back).
     return this.#runtime.canForward(view) ? undefined : 'changed';
   }
@@ -209,60 +221,76 @@ export class PlainWriter {
       this.#countFallback(typeof fd === 'number' ? 'changed' : 'not-lendable');
       return this.#fetchThenWrite(socket, part);
     }
-    const { length } = part.view;
-    let started = false;
+    const { region, offset, length } = part.view;
+    /** Bytes of the run Node wrote itself (those that came with a store's head). */
+    let byNode = 0;
     const target = {
       start: () => {
-        started = true;
+        // Destroyed meanwhile: its descriptor's number may name another socket by now.
+        if (lendableFd(socket) !== fd) return undefined;
         return {
           socket,
           fd,
           // Inside this socket's _write: Node's buffer holds this very write.
           flushScope: 'handle' as const,
-          write: (bytes: Buffer) => this.#writeGeneric.call(socket, false, bytes, 'buffer', noop),
+          write: (bytes: Buffer) =>
+            new Promise<boolean>((resolve) => {
+              byNode += bytes.length;
+              this.#writeGeneric.call(socket, false, bytes, 'buffer', (err) => resolve(!err));
+            }),
         };
       },
     };
-    // A body kept open since the last write, if this run continues it; else a new one.
+    // A body kept open since the last write, if this run continues it; else a new one. A store
+    // connection that failed (the store cut a body kept while its client was slow, say) is
+    // replaced once, from the first byte that did not reach the socket: the payload's bytes
+    // do not change, so the new body goes on where the old one stopped.
+    let done = 0;
     for (let attempt = 0; ; attempt++) {
-      let body: OpenBody;
+      const at = offset + done;
+      let kept: OpenBody;
       try {
-        body = this.#continued(socket, part.view) ?? (await this.#openBody(socket, part.view));
+        kept =
+          this.#continued(socket, region, at, length - done) ??
+          (await this.#openBody(socket, region, at));
       } catch (err) {
+        if (done > 0) throw err;
         // Nothing reached the socket yet: the agent's fetch, with its retries, decides.
         this.#countFallback('refused', (err as Error).message);
         return this.#fetchThenWrite(socket, part);
       }
       try {
-        await body.body.next(length, target);
+        await kept.body.next(length - done, target);
+        kept.next = offset + length;
         break;
       } catch (err) {
-        this.#close(socket, body);
-        // A kept body the store closed meanwhile: nothing of this run was written, ask again.
-        if (started || attempt > 0) throw err;
+        done += kept.body.delivered;
+        this.#close(socket, kept);
+        const destinationGone =
+          (err as { cause?: unknown }).cause instanceof DestinationClosedError;
+        if (destinationGone || attempt > 0) throw err;
       }
     }
     const kept = this.#bodies.get(socket);
     if (kept) {
-      kept.next += length;
       if (kept.body.remaining === 0) this.#close(socket, kept);
       else kept.timer = setTimeout(() => this.#close(socket, kept), keepBodyMs).unref();
     }
-    addBytesWritten(socket, length);
+    addBytesWritten(socket, length - byNode);
     this.counters.kernel++;
     this.counters.kernelBytes += length;
     this.#report();
   }
 
-  /** The body kept open for `socket` if `view` starts where it is, else undefined (closed). */
-  #continued(socket: Socket, view: LazyView): OpenBody | undefined {
+  /** The body kept open for `socket` if it is at `at` of `region` with `count` bytes left. */
+  #continued(socket: Socket, region: LazyRegion, at: number, count: number): OpenBody | undefined {
     const kept = this.#bodies.get(socket);
     if (!kept) return undefined;
     if (
-      kept.region === view.region &&
-      kept.next === view.offset &&
+      kept.region === region &&
+      kept.next === at &&
       kept.body.usable &&
-      kept.body.remaining >= view.length
+      kept.body.remaining >= count
     ) {
       clearTimeout(kept.timer);
       kept.timer = undefined;
@@ -272,10 +300,9 @@ export class PlainWriter {
     return undefined;
   }
 
-  /** Asks the owner's store for the region from `view` on, kept for `socket`'s next writes. */
-  async #openBody(socket: Socket, view: LazyView): Promise<OpenBody> {
+  /** Asks the owner's store for `region` from `offset` on, kept for `socket`'s next writes. */
+  async #openBody(socket: Socket, region: LazyRegion, offset: number): Promise<OpenBody> {
     const runtime = this.#runtime;
-    const { region, offset } = view;
     const descriptor = deriveDescriptor(
       region.descriptor,
       runtime.keyring.signing,
@@ -361,7 +388,7 @@ function connectInternal(options: NetConnectOpts): Socket {
     [kOdbInternal]?: boolean;
   };
   socket[kOdbInternal] = true;
+  // Never what keeps the application alive: a write in progress has the application's socket.
+  socket.unref();
   return socket.connect(options);
 }
-
-function noop(): void {}
