@@ -19,9 +19,9 @@ import { MemoryPayload, defaultBlockBytes } from '../store/payloads/memory.js';
 
 /**
  * Default smallest body sent as a descriptor. Below it the extra fetch costs the chain more CPU
- * than relaying the bytes saves (measured: docs/architecture.md, "Default threshold: 256 KiB").
+ * than relaying the bytes saves (measured: docs/architecture.md, "Default threshold: 64 KiB").
  */
-export const defaultThresholdBytes = 256 * 1024;
+export const defaultThresholdBytes = 64 * 1024;
 /** Unread bytes an open (chunked) payload may hold before its producer is paused. */
 const openPayloadWindowBytes = 1024 * 1024;
 
