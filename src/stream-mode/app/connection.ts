@@ -29,18 +29,10 @@ import { flagsOf, helloFlags, helloFrame, readHello } from '../../protocol/hello
 import { httpBodyLength, httpHeadLength } from './http-head.js';
 import { PayloadGatherer } from './payload-gatherer.js';
 import type { LazyView, StreamRuntime } from './runtime.js';
-import { writePlain } from './plain-write.js';
+import { writePlain, type WriteCallback, type WriteGeneric } from './plain-write.js';
 import { kOdbConnection } from './symbols.js';
 
 type Mode = 'sniffing' | 'deciding' | 'unsaid' | 'awaiting-hello' | 'odb' | 'plain';
-type WriteCallback = (err?: Error | null) => void;
-type WriteGeneric = (
-  this: Socket,
-  writev: boolean,
-  data: unknown,
-  encoding: string,
-  cb: WriteCallback,
-) => void;
 type Push = (chunk: Buffer | null, encoding?: BufferEncoding) => boolean;
 type DestroyHook = (this: Socket, err: Error | null, cb: (err: Error | null) => void) => void;
 

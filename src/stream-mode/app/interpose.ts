@@ -23,7 +23,7 @@ import { Duplex } from 'node:stream';
 import tls from 'node:tls';
 import { OdbConnection } from './connection.js';
 import type { PeerPolicy } from './peers.js';
-import { writePlain } from './plain-write.js';
+import { writePlain, type WriteGeneric } from './plain-write.js';
 import { retireAfterResponse } from './plain-retirement.js';
 import type { StreamRuntime } from './runtime.js';
 import type { ServerRegistry } from './servers.js';
@@ -36,13 +36,6 @@ type Marked = net.Socket & {
   [kOdbPlainPeer]?: { host: string; port: number };
   _handle?: { _consumed?: boolean } | null;
 };
-type WriteGeneric = (
-  this: net.Socket,
-  writev: boolean,
-  data: unknown,
-  encoding: string,
-  cb: (err?: Error | null) => void,
-) => void;
 
 type WrapHandle = (wrap: Marked | null, handle: unknown, pendingWrites: boolean) => unknown;
 type JSStreamSocketClass = new (stream: Duplex) => net.Socket & { _handle: unknown };

@@ -28,8 +28,10 @@ import type { PlainWriteCounters, PlainWriteFallback } from '../agent/protocol.j
 import type { LazyView, StreamRuntime } from './runtime.js';
 import { kOdbInternal } from './symbols.js';
 
-type WriteCallback = (err?: Error | null) => void;
-type WriteGeneric = (
+/** The callback of a socket write. */
+export type WriteCallback = (err?: Error | null) => void;
+/** Node's `net.Socket.prototype._writeGeneric` (lib/net.js), where every socket write ends. */
+export type WriteGeneric = (
   this: Socket,
   writev: boolean,
   data: unknown,
