@@ -123,17 +123,9 @@ function load(): { engine: TransferEngine } | { reason: string } {
   } catch (err) {
     return { reason: (err as Error).message };
   }
-  const start = (
-    kind: 0 | 1,
-    src: number,
-    dst: number,
-    offset: number,
-    length: number,
-    idleMs: number,
-    destinationIdleMs: number,
-  ): Transfer => {
+  const start = (...args: Parameters<TransferBinding['transferStart']>): Transfer => {
     // Throws (the engine started nothing) when a pipe cannot be had: the caller falls back.
-    const started = native.transferStart(kind, src, dst, offset, length, idleMs, destinationIdleMs);
+    const started = native.transferStart(...args);
     // Ended already, on this thread: nothing left to cancel.
     if (typeof started !== 'number') {
       return { ended: Promise.resolve(end(...started)), cancel: () => {} };

@@ -30,6 +30,18 @@ const file = (name: string, size: number): string => {
 const sizes = { zero: 0, one: 1, page: 4096, mib: 1 << 20, big: 200 * 1024 * 1024 };
 const names = Object.fromEntries(Object.entries(sizes).map(([k, v]) => [k, file(`${k}.bin`, v)]));
 const shared = odbChainForFile({ beArgs: ['--threshold', '0'] });
+
+/** A chain of its own (a test that kills a tier or changes its environment), every body a descriptor. */
+function ownChain(env?: Record<string, string>): ReturnType<typeof startChain> {
+  return startChain({
+    mode: 'odb',
+    root: shared.ws.dir,
+    keyFile: shared.ws.keyFile,
+    logLevel: 'warn',
+    beArgs: ['--threshold', '0'],
+    env,
+  });
+}
 const write = (): void => {
   for (const [name, data] of files) writeFileSync(join(shared.ws.dir, name), data);
 };
@@ -176,13 +188,7 @@ test(
 );
 
 test('the store dying mid-body cuts the client short', { skip }, async () => {
-  const chain = await startChain({
-    mode: 'odb',
-    root: shared.ws.dir,
-    keyFile: shared.ws.keyFile,
-    logLevel: 'warn',
-    beArgs: ['--threshold', '0'],
-  });
+  const chain = await ownChain();
   try {
     write();
     const res = await get(chain.url(`/${names.big}`), {
@@ -201,14 +207,7 @@ test('the store dying mid-body cuts the client short', { skip }, async () => {
 });
 
 test('ODB_NATIVE=off: the same bytes by JavaScript, counted as such', async () => {
-  const chain = await startChain({
-    mode: 'odb',
-    root: shared.ws.dir,
-    keyFile: shared.ws.keyFile,
-    logLevel: 'warn',
-    beArgs: ['--threshold', '0'],
-    env: { ODB_NATIVE: 'off' },
-  });
+  const chain = await ownChain({ ODB_NATIVE: 'off' });
   try {
     write();
     for (const name of [names.one!, names.mib!]) {
