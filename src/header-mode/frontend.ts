@@ -20,6 +20,7 @@ import { StoreClient, type StoreClientOptions } from '../store/client.js';
 import { restoreOriginalHeaders } from './descriptor-response.js';
 import { DestinationClosedError, type ResponseHeaders } from '../http-core/response-sink.js';
 import { lendableFd } from '../core/net/socket-handoff.js';
+import { connectionClosedSignal } from '../http-core/connection-closed.js';
 import { transferEngine, type TransferEngine } from '../native/transfer.js';
 
 /** Options of an {@link OdbGateway}. */
@@ -239,6 +240,14 @@ export class OdbGateway {
     options: DeliverOptions = {},
   ): Promise<DeliveryFailure | undefined> {
     this.stats.shortcuts++;
+    // The client's connection closing ends the fetch, even for a response that has no socket yet
+    // (queued behind a pipelined one), whose own 'close' would never come.
+    const connection = res.req?.socket;
+    const closed = connection ? connectionClosedSignal(connection) : undefined;
+    const signal =
+      options.signal && closed
+        ? AbortSignal.any([options.signal, closed])
+        : (options.signal ?? closed);
     try {
       const kernel = this.#kernelPath(shortcut, res);
       if (kernel) {
@@ -257,7 +266,7 @@ export class OdbGateway {
             },
           },
           kernel.engine,
-          { releaseOnComplete: true, signal: options.signal },
+          { releaseOnComplete: true, signal },
         );
         res.end();
         this.stats.deliveredBytes += bytes;
@@ -273,7 +282,7 @@ export class OdbGateway {
             return res;
           },
         },
-        { releaseOnComplete: true, signal: options.signal },
+        { releaseOnComplete: true, signal },
       );
       this.stats.deliveredBytes += bytes;
       return undefined;

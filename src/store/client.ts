@@ -199,8 +199,13 @@ export class StoreClient {
         const code = timedOut === 'waiting' ? 'ODB_ERR_FETCH_TIMEOUT' : 'ODB_ERR_STORE_UNREACHABLE';
         sink.abort(new OdbError(code, `no response head within ${this.#fetchTimeoutMs} ms`));
       }, this.#fetchTimeoutMs);
+      // The signal's reason is the cause (a DestinationClosedError: the client went away).
       const onCallerAbort = (): void =>
-        sink.abort(new OdbError('ODB_ERR_FETCH_ABORTED', 'fetch aborted by its caller'));
+        sink.abort(
+          new OdbError('ODB_ERR_FETCH_ABORTED', 'fetch aborted by its caller', {
+            cause: options.signal?.reason,
+          }),
+        );
       options.signal?.addEventListener('abort', onCallerAbort, { once: true });
       const sink: ResponseSink = new ResponseSink({
         onHead: (statusCode, headers) => {
@@ -264,6 +269,9 @@ export class StoreClient {
       engine,
       fetchTimeoutMs: this.#fetchTimeoutMs,
       idleTimeoutMs: this.#idleTimeoutMs,
+      // A slow client is the send watchdog's to judge (it counts the bytes lent to the engine):
+      // a full send buffer drained in small steps shows no progress for long stretches.
+      destinationIdleMs: 0,
       onSocket: this.#onSocket,
     }));
     return this.#onSlot(descriptor, options, async () => {

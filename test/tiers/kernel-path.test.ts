@@ -234,3 +234,26 @@ function splitAddress(address: string): { host: string; port: number } {
   const at = address.lastIndexOf(':');
   return { host: address.slice(0, at), port: Number(address.slice(at + 1)) };
 }
+
+test('a client that pipelines and hangs up: the queued delivery ends, its store connection slot comes back', async () => {
+  write();
+  const { hostname, port } = new URL(shared.chain.url('/'));
+  const inUse = async (): Promise<number> =>
+    metricValue(await scrape(shared.chain.fe.addresses.metrics!), 'odb_store_connections_in_use');
+  for (let i = 0; i < 4; i++) {
+    const socket = connect({ host: hostname, port: Number(port) });
+    socket.on('error', () => {});
+    const request = `GET /${names.mib} HTTP/1.1\r\nHost: x\r\n\r\n`;
+    socket.write(request + request);
+    // Some of the first response, then gone: the second waits behind it, without a socket.
+    let seen = 0;
+    for await (const chunk of socket) {
+      seen += (chunk as Buffer).length;
+      if (seen >= 1000) break;
+    }
+    socket.destroy();
+  }
+  await eventually(async () => (await inUse()) === 0, 10_000, 'every store connection slot back');
+  const res = await get(shared.chain.url(`/${names.mib}`), {});
+  assert.equal(res.sha256, sha256(files.get(names.mib!)!));
+});
