@@ -143,7 +143,7 @@ test('bad ODB_* settings and key files stop the program with one line naming the
   }
 });
 
-test('a good configuration runs the program, whatever its entry (a file, -e, --input-type=module -e)', async () => {
+test('a good configuration runs the program, whatever its entry (a file, -e, --input-type=module -e) and Node options', async () => {
   const env = { ODB_KEY_FILE: ws.keyFile, ODB_LOG_LEVEL: 'error' };
   const script = file('program.mjs', 'console.log("the program ran");\n');
   for (const entry of [
@@ -151,6 +151,8 @@ test('a good configuration runs the program, whatever its entry (a file, -e, --i
     [script],
     ['--input-type=module', '-e', 'console.log("the program ran")'],
     ['--input-type', 'module', '--eval', 'console.log("the program ran")'],
+    // Process-wide options, which Node refuses in a worker's execArgv.
+    ['--max-old-space-size=300', '--stack-size=2000', '--expose-gc', '--title=odb-test', script],
   ]) {
     const r = await program(env, entry);
     assert.equal(r.code, 0, `${entry?.join(' ')}: ${r.stderr}`);
