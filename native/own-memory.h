@@ -2,5 +2,5 @@
 #pragma once
 #include <napi.h>
 
-// Adds ownAllocate, ownWrite, ownCopy, ownView, ownFree and ownStats to `exports`.
+// Adds ownAllocate, ownWrite, ownCopy, ownView, ownUnview, ownFree, ownTrim and ownStats to `exports`.
 void RegisterOwnMemory(Napi::Env env, Napi::Object exports);

@@ -33,6 +33,10 @@ export interface OwnMemoryStats {
   readonly liveBytes: number;
   /** Freed payloads (pages given back) whose mapping waits for their last view to be collected. */
   readonly retired: number;
+  /** Mappings of freed payloads kept, pages and all, for the next payloads (at most 64 MiB). */
+  readonly pooledBytes: number;
+  /** Allocations served from that pool since the process started. */
+  readonly poolHits: number;
 }
 
 /**
@@ -49,8 +53,18 @@ export interface OwnMemoryBinding {
   ownCopy(id: number, offset: number, length: number): Buffer | null;
   /** A Buffer over `[offset, offset + length)` (no copy), or null once freed. */
   ownView(id: number, offset: number, length: number): Buffer | null;
-  /** Gives the memory back (idempotent). Views must not be read afterwards: they would fault. */
+  /**
+   * The caller is done with `view` (from {@link ownView} of `id`), kernel writes included: it is
+   * detached (empty wherever it is referenced) and stops holding the payload's mapping.
+   */
+  ownUnview(id: number, view: Buffer): void;
+  /**
+   * Gives the memory back (idempotent). With no view left, the mapping may be pooled for the next
+   * payload; views must not be read afterwards (those not released fault).
+   */
   ownFree(id: number): void;
+  /** Unmaps the pooled mappings. */
+  ownTrim(): void;
   ownStats(): OwnMemoryStats;
 }
 

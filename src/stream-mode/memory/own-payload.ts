@@ -40,12 +40,29 @@ export interface OwnPayloadMemory {
   discard(): void;
 }
 
+/** How long after its last allocation a process gives the addon's pooled mappings back. */
+const poolTrimMs = 2000;
+
 /** Where the application thread gets own-payload memory. */
 export class OwnPayloadAllocator {
   readonly #binding: OwnMemoryBinding | undefined;
+  #trim: NodeJS.Timeout | undefined;
 
   constructor(binding: OwnMemoryBinding | undefined) {
     this.#binding = binding;
+  }
+
+  /** The pool keeps freed payloads' pages for the next ones; a process that fell quiet trims it. */
+  #trimLater(binding: OwnMemoryBinding): void {
+    if (this.#trim) {
+      this.#trim.refresh();
+      return;
+    }
+    this.#trim = setTimeout(() => {
+      this.#trim = undefined;
+      binding.ownTrim();
+    }, poolTrimMs);
+    this.#trim.unref();
   }
 
   /** True when a dropped payload's memory goes only with garbage collection (no addon). */
@@ -58,9 +75,9 @@ export class OwnPayloadAllocator {
    * reserves the capacity either way and commits pages as they are written.
    */
   allocate(capacity: number, growable = false): OwnPayloadMemory {
-    return this.#binding
-      ? new NativePayloadMemory(this.#binding, capacity)
-      : new SharedPayloadMemory(capacity, growable);
+    if (!this.#binding) return new SharedPayloadMemory(capacity, growable);
+    this.#trimLater(this.#binding);
+    return new NativePayloadMemory(this.#binding, capacity);
   }
 }
 
@@ -161,12 +178,15 @@ export function freedByCollection(source: PayloadSource): boolean {
 /**
  * A payload in native memory, complete when registered. Reads yield views (no copy), which the
  * reader must be done with, kernel writes included, before its read ends: the store frees the
- * memory (`abandon`) only when the payload was dropped and no read is under way.
+ * memory (`abandon`) only when the payload was dropped and no read is under way. The views are
+ * released then, not when the agent happens to collect them, so that the memory can go back to
+ * the addon's pool (fresh pages cost a fault each).
  */
 class NativePayload implements PayloadSource {
   readonly size: number;
   readonly #binding: OwnMemoryBinding;
   readonly #id: number;
+  readonly #views = new Set<Buffer>();
 
   constructor(binding: OwnMemoryBinding, id: number, size: number) {
     this.#binding = binding;
@@ -179,10 +199,13 @@ class NativePayload implements PayloadSource {
     if (start >= to) return;
     const view = this.#binding.ownView(this.#id, start, to - start); // null once freed
     if (!view) throw new OdbError('ODB_ERR_EXPIRED', 'payload dropped while being read');
+    this.#views.add(view);
     yield view;
   }
 
   abandon(): void {
+    for (const view of this.#views) this.#binding.ownUnview(this.#id, view);
+    this.#views.clear();
     this.#binding.ownFree(this.#id); // idempotent
   }
 }
