@@ -46,9 +46,16 @@ interface LiveRegion {
   readonly createdAt: number;
 }
 
-/** Lazy regions alive before the runtime asks V8 for a full collection (rate-limited). */
+/**
+ * Lazy regions alive, or their bytes, before the runtime asks V8 for a full collection, at most
+ * once per gcIntervalMs. The bytes matter more: each region holds a payload in its owner's store,
+ * and an owner whose budget is spent sends its writes real (every tier then copies them), so the
+ * holders must give references back well within the owners' budgets (256 MiB by default). At
+ * 1 MiB per body a count of 512 let 500 MiB wait for V8's own collections.
+ */
 const liveRegionsBeforeGc = 512;
-const gcIntervalMs = 1000;
+const liveBytesBeforeGc = 96 * 1024 * 1024;
+const gcIntervalMs = 500;
 const idleGcMs = 500;
 const maxIdleGcMs = 8000;
 /** A Buffer (or a view into one) whose bytes come from a lazy region. */
@@ -115,6 +122,8 @@ export class StreamRuntime {
    */
   readonly #collections = new CollectionPacer(obtainGc());
   #lastGc = 0;
+  /** Bytes of the regions in #live. */
+  #liveBytes = 0;
   #idleTimer: NodeJS.Timeout | undefined;
   #idleGcDelay = idleGcMs;
 
@@ -138,6 +147,7 @@ export class StreamRuntime {
     this.log = log;
     this.#worker = worker;
     this.#finalizers = new FinalizationRegistry((id) => {
+      this.#liveBytes -= this.#live.get(id)?.region.descriptor.length ?? 0;
       this.#live.delete(id);
       this.#post({ type: 'region-gone', id });
     });
@@ -157,7 +167,8 @@ export class StreamRuntime {
   #nudgeGc(): void {
     if (!this.#collections.available) return;
     const now = Date.now();
-    if (this.#live.size >= liveRegionsBeforeGc && now - this.#lastGc >= gcIntervalMs) {
+    const many = this.#live.size >= liveRegionsBeforeGc || this.#liveBytes >= liveBytesBeforeGc;
+    if (many && now - this.#lastGc >= gcIntervalMs) {
       this.#lastGc = now;
       this.#collections.collect();
     }
@@ -336,6 +347,7 @@ export class StreamRuntime {
       const region: LazyRegion = { id, descriptor, remoteReleased: false };
       this.#regions.set(buffer.buffer, region);
       this.#live.set(id, { region, memory: new WeakRef(buffer.buffer), createdAt: Date.now() });
+      this.#liveBytes += descriptor.length;
       this.#nudgeGc();
       // Views into the region (parser slices, subarrays) outlive this one: watch the memory itself.
       this.#finalizers.register(buffer.buffer, id);
@@ -384,11 +396,6 @@ export class StreamRuntime {
   /** Sends the counters of lazy buffers written to plain sockets to the agent (its ping). */
   reportPlainWrites(counters: PlainWriteCounters): void {
     this.#post({ type: 'plain-writes', counters: structuredClone(counters) });
-  }
-
-  /** Notes `bytes` of garbage on this thread that only a collection frees (see #collections). */
-  noteGarbage(bytes: number): void {
-    this.#collections.note(bytes);
   }
 
   /** The lazy region behind `chunk`, if any. */
