@@ -82,8 +82,11 @@ function feedUnreported(
   return parsed;
 }
 
-/** Feeds zeros for `data` and hands the body callback `data` itself (see the module's note). */
-function executeVirtual(
+/**
+ * Feeds zeros for `data` and hands the body callback `data` itself (see the module's note).
+ * Exported for its property test.
+ */
+export function executeVirtual(
   original: ParserLike['execute'],
   parser: ParserLike,
   kOnBody: number,
