@@ -65,6 +65,8 @@ export interface StorePing {
     readonly kernelRequests: number;
     readonly fetched: Readonly<Record<string, number>>;
   };
+  /** A stream-mode process whose store budget was spent: large writes it sent real, and bytes. */
+  readonly overBudget?: { readonly writes: number; readonly bytes: number };
 }
 
 /** Request header asking the store to release the payload after a complete fetch. */

@@ -17,6 +17,12 @@ export interface AgentSettings {
 }
 
 /** Application thread → agent. */
+/** Writes above the threshold that went real because the store's budget was spent, and bytes. */
+export interface OverBudgetCounters {
+  writes: number;
+  bytes: number;
+}
+
 export type AgentMessage =
   /** A payload this process sent as a descriptor: keep its bytes for fetches, free on drop. */
   | {
@@ -36,6 +42,8 @@ export type AgentMessage =
   | { readonly type: 'peer-counters'; readonly counters: PeerCounters }
   /** The application thread's counters of lazy buffers written to plain sockets. */
   | { readonly type: 'plain-writes'; readonly counters: PlainWriteCounters }
+  /** Large writes this process sent real because its store's budget was spent. */
+  | { readonly type: 'over-budget'; readonly counters: OverBudgetCounters }
   /** How busy the store is (for a graceful exit); answered with `store-activity`. */
   | { readonly type: 'store-activity'; readonly requestId: number }
   /** Fetch every missing page of a region (before a kernel write), answer `materialized`. */

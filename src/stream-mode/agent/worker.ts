@@ -28,6 +28,7 @@ import type {
   AgentEvent,
   AgentMessage,
   AgentSettings,
+  OverBudgetCounters,
   PeerCounters,
   PlainWriteCounters,
 } from './protocol.js';
@@ -57,6 +58,8 @@ const store = new CountedStore({
 const counters = { faults: 0, faultBytes: 0, fetchFailures: 0 };
 /** What the application thread reported of learning peers (ODB_CONNECT=*). */
 let peerCounters: Partial<PeerCounters> = {};
+/** What the application thread reported of writes sent real past the store's budget. */
+let overBudget: OverBudgetCounters | undefined;
 /** What the application thread reported of lazy buffers it wrote to plain sockets. */
 let plainWrites: PlainWriteCounters | undefined;
 const server = new StoreServer({
@@ -67,6 +70,7 @@ const server = new StoreServer({
     ...counters,
     lazyRegions: regions.size,
     plainWrites,
+    overBudget,
     ownPayloadBytes: ownMemory?.ownStats().liveBytes,
   }),
 });
@@ -264,6 +268,9 @@ async function handle(message: AgentMessage): Promise<void> {
       return;
     case 'plain-writes':
       plainWrites = message.counters;
+      return;
+    case 'over-budget':
+      overBudget = message.counters;
       return;
     case 'retain':
     case 'release':

@@ -22,6 +22,7 @@ import type {
   AgentEvent,
   AgentMessage,
   AgentSettings,
+  OverBudgetCounters,
   PeerCounters,
   PlainWriteCounters,
   StoreActivity,
@@ -124,6 +125,8 @@ export class StreamRuntime {
   #lastGc = 0;
   /** Bytes of the regions in #live. */
   #liveBytes = 0;
+  readonly #overBudget: OverBudgetCounters = { writes: 0, bytes: 0 };
+  #overBudgetReport: NodeJS.Timeout | undefined;
   #idleTimer: NodeJS.Timeout | undefined;
   #idleGcDelay = idleGcMs;
 
@@ -282,11 +285,34 @@ export class StreamRuntime {
   // ---- payloads this process sends ---------------------------------------------------------
 
   /**
+   * True when `length` more bytes would exceed the store's budget: the write then goes real, which
+   * every tier after this one pays for (they copy it), so it is counted (`overBudget` in the
+   * store's ping, at most every 250 ms) and logged once.
+   */
+  #spent(length: number): boolean {
+    if (this.#ownBytes + length <= this.config.store.budgetBytes) return false;
+    this.#overBudget.writes++;
+    this.#overBudget.bytes += length;
+    if (this.#overBudget.writes === 1) {
+      this.log.warn(
+        { budget: this.config.store.budgetBytes, held: this.#ownBytes },
+        'the store budget (ODB_STORE_BUDGET) is spent: large writes go real until its payloads are released',
+      );
+    }
+    if (this.#overBudgetReport) return true;
+    this.#overBudgetReport = setTimeout(() => {
+      this.#overBudgetReport = undefined;
+      this.#post({ type: 'over-budget', counters: { ...this.#overBudget } });
+    }, 250).unref();
+    return true;
+  }
+
+  /**
    * Copies `bytes` into own-payload memory held by this process's store and returns the
    * descriptor to send; undefined when the budget is spent (the caller sends them real).
    */
   registerOwn(bytes: Buffer): Descriptor | undefined {
-    if (this.#ownBytes + bytes.length > this.config.store.budgetBytes) return undefined;
+    if (this.#spent(bytes.length)) return undefined;
     const memory = this.ownMemory.allocate(bytes.length);
     memory.write(0, bytes);
     return this.registerOwnMemory(memory, bytes.length);
@@ -298,7 +324,7 @@ export class StreamRuntime {
    * keeps the memory and sends the bytes real).
    */
   registerOwnMemory(memory: OwnPayloadMemory, length: number): Descriptor | undefined {
-    if (this.#ownBytes + length > this.config.store.budgetBytes) return undefined;
+    if (this.#spent(length)) return undefined;
     const payloadId = randomFillSync(Buffer.allocUnsafe(payloadIdBytes));
     const descriptor = signDescriptor(
       {
