@@ -126,14 +126,19 @@ class StoreConnection {
   }
 
   #onIdle: (() => void) | undefined;
+  #onIdleClose: (() => void) | undefined;
 
   /**
-   * Kept idle for at most `ms`, then `onIdle`; undefined: in use again. One timeout listener at
-   * a time, however often the connection is reused.
+   * Kept idle for at most `ms`, then `onIdle`; `onClose` if the store closes it meanwhile;
+   * undefined: in use again. One listener of each at a time, however often the connection is
+   * reused.
    */
-  keptIdle(ms: number | undefined, onIdle?: () => void): void {
+  keptIdle(ms: number | undefined, onIdle?: () => void, onClose?: () => void): void {
     if (this.#onIdle) this.socket.off('timeout', this.#onIdle);
+    if (this.#onIdleClose) this.socket.off('close', this.#onIdleClose);
     this.#onIdle = onIdle;
+    this.#onIdleClose = onClose;
+    if (onClose) this.socket.once('close', onClose);
     if (ms === undefined || !onIdle) {
       this.socket.setTimeout(0);
       return;
@@ -523,11 +528,14 @@ export class SplicedFetcher {
     };
     // Reading again: a store closing an idle connection is seen, and the connection dropped.
     connection.socket.resume();
-    connection.socket.once('close', forget);
-    connection.keptIdle(idleMs, () => {
-      forget();
-      connection.destroy();
-    });
+    connection.keptIdle(
+      idleMs,
+      () => {
+        forget();
+        connection.destroy();
+      },
+      forget,
+    );
   }
 }
 

@@ -89,6 +89,14 @@ test('to a plain TCP client the kernel splices the bytes: exact, one store reque
   assert.equal((await storePing(c.feStore)).faultBytes ?? 0, faultsBefore, 'no page fetched');
 });
 
+test('store connections reused for many bodies add no listener per reuse (no MaxListeners warning)', async () => {
+  for (let i = 0; i < 24; i++) {
+    const r = await get(c.url(`/f${sizes[0]}.bin`));
+    assert.equal(r.sha256, syntheticSha256(7, 0, sizes[0]!));
+  }
+  assert.doesNotMatch(c.fe.stderr(), /MaxListenersExceededWarning/);
+});
+
 test('a client that stops reading for longer than the fetch timeout is not cut, and gets exact bytes', async () => {
   const size = 8 * 1024 * 1024;
   const r = await get(c.url(`/f${size}.bin`), { stallMs: 2500 });
