@@ -429,16 +429,25 @@ Napi::Value RequestMissing(const Napi::CallbackInfo& info) {
   auto r = RegionArg(info);
   Napi::Array out = Napi::Array::New(env);
   if (!r) return out;
+  // Optional byte range [offset, offset + length): only the pages it touches.
+  size_t first = 0, last = r->pages.size();
+  if (info.Length() >= 3 && info[1].IsNumber() && info[2].IsNumber()) {
+    double o = info[1].As<Napi::Number>().DoubleValue();
+    double l = info[2].As<Napi::Number>().DoubleValue();
+    if (!(o >= 0) || !(l >= 0)) return Throw(env, "requestMissing: bad range");
+    first = std::min(last, static_cast<size_t>(o) / page_size);
+    last = std::min(last, (static_cast<size_t>(o + l) + page_size - 1) / page_size);
+  }
   std::lock_guard<std::mutex> lock(mu);
   size_t pages_per_chunk = max_readahead / page_size;
   uint32_t n = 0;
-  for (size_t page = 0; page < r->pages.size();) {
+  for (size_t page = first; page < last;) {
     if (r->pages[page] != kMissing) {
       page++;
       continue;
     }
     size_t end = page;
-    while (end < r->pages.size() && end - page < pages_per_chunk && r->pages[end] == kMissing) r->pages[end++] = kInFlight;
+    while (end < last && end - page < pages_per_chunk && r->pages[end] == kMissing) r->pages[end++] = kInFlight;
     Napi::Array req = Napi::Array::New(env, 2);
     req.Set(0u, static_cast<double>(page * page_size));
     req.Set(1u, static_cast<double>(std::min(r->length, end * page_size) - page * page_size));

@@ -80,8 +80,11 @@ export interface LazyBinding extends OwnMemoryBinding {
   /** Makes reads of the unfilled pages of the range fail (SIGBUS in JS, EFAULT in the kernel). */
   poison(id: number, offset: number, length: number): boolean;
   pageStates(id: number, offset: number, length: number): PageStates | null;
-  /** Marks every missing page in flight and returns the chunks to fetch: [offset, length][]. */
-  requestMissing(id: number): [number, number][];
+  /**
+   * Marks every missing page (of the pages `[offset, offset + length)` touches, when given) in
+   * flight and returns the chunks to fetch: [offset, length][].
+   */
+  requestMissing(id: number, offset?: number, length?: number): [number, number][];
   /** Reports bytes filled since the last call to V8's external-memory accounting. */
   syncExternalMemory(): number;
 }

@@ -47,7 +47,13 @@ export type AgentMessage =
   /** How busy the store is (for a graceful exit); answered with `store-activity`. */
   | { readonly type: 'store-activity'; readonly requestId: number }
   /** Fetch every missing page of a region (before a kernel write), answer `materialized`. */
-  | { readonly type: 'materialize'; readonly regionId: number; readonly requestId: number }
+  | {
+      readonly type: 'materialize';
+      readonly regionId: number;
+      readonly requestId: number;
+      /** Only the pages of this byte range; else the whole region. */
+      readonly range?: readonly [offset: number, length: number];
+    }
   /** Without lazy buffers: fetch into `target`, then set `signal[0]` to 1 (or -1) and notify. */
   | {
       readonly type: 'fetch-sync';

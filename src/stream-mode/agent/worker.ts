@@ -203,12 +203,17 @@ async function fill(id: number, offset: number, length: number): Promise<void> {
   lazy!.poison(id, offset, length);
 }
 
-async function materialize(id: number): Promise<void> {
-  const chunks = lazy!.requestMissing(id);
+/** Fills the missing pages of region `id` (of `range` only, when given); true if none is left. */
+async function materialize(id: number, range?: readonly [number, number]): Promise<boolean> {
+  const chunks = range ? lazy!.requestMissing(id, ...range) : lazy!.requestMissing(id);
   await Promise.all(chunks.map(([offset, length]) => fill(id, offset, length)));
-  const states = lazy!.pageStates(id, 0, Number.MAX_SAFE_INTEGER);
+  const [offset, length] = range ?? [0, Number.MAX_SAFE_INTEGER];
+  const states = lazy!.pageStates(id, offset, length);
   if (states && states.poisoned > 0)
     throw new OdbError('ODB_ERR_FETCH_ABORTED', `region ${id} could not be fetched`);
+  if (!range) return true;
+  const whole = lazy!.pageStates(id, 0, Number.MAX_SAFE_INTEGER);
+  return !!whole && whole.missing === 0 && whole.inFlight === 0;
 }
 
 if ('binding' in loaded) {
@@ -278,10 +283,10 @@ async function handle(message: AgentMessage): Promise<void> {
       return;
     case 'materialize':
       try {
-        await materialize(message.regionId);
+        const complete = await materialize(message.regionId, message.range);
         // Every byte is here now: this holder no longer needs the owner.
         const info = regions.get(message.regionId);
-        if (info && !info.remoteReleased) {
+        if (complete && info && !info.remoteReleased) {
           info.remoteReleased = true;
           reference('release', info.descriptor);
         }

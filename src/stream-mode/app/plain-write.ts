@@ -131,7 +131,7 @@ export class PlainWriter {
   write(socket: Socket, writev: boolean, data: unknown, encoding: string, cb: WriteCallback): void {
     const entries: Entry[] = writev ? (data as Entry[]) : [{ chunk: data, encoding }];
     const parts: Part[] = [];
-    const toFetch: LazyView[] = [];
+    const toFetch: { view: LazyView; viewOnly: boolean }[] = [];
     let spliced = false;
     for (const entry of entries) {
       const view = this.#lazyView(entry.chunk);
@@ -147,7 +147,9 @@ export class PlainWriter {
           continue;
         }
         this.#countFallback(refused);
-        toFetch.push(view);
+        // A view written into: its own pages only, so that the region's other views still splice
+        // (the whole region, 4 MiB say, was fetched into memory for one written byte).
+        toFetch.push({ view, viewOnly: refused === 'changed' });
       }
       if (last?.kind === 'node') last.entries.push(entry);
       else parts.push({ kind: 'node', entries: [entry] });
@@ -156,7 +158,9 @@ export class PlainWriter {
       this.#writeGeneric.call(socket, writev, data, encoding, cb);
       return;
     }
-    const fetched = Promise.all(toFetch.map((view) => this.#runtime.materialize(view)));
+    const fetched = Promise.all(
+      toFetch.map(({ view, viewOnly }) => this.#runtime.materialize(view, viewOnly)),
+    );
     const written = spliced
       ? fetched.then(() => this.#writeParts(socket, parts))
       : fetched.then(() => this.#writeNode(socket, writev, data, encoding));

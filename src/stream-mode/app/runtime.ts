@@ -469,16 +469,20 @@ export class StreamRuntime {
 
   /**
    * Fetches every missing page of the view's region without blocking this thread; the owner's
-   * reference is then given back (the region holds every byte).
+   * reference is then given back (the region holds every byte). `viewOnly`: only the view's
+   * pages (a view the application wrote into, whose neighbours may still travel by descriptor or
+   * splice); the reference stays.
    */
-  materialize(view: LazyView): Promise<void> {
+  materialize(view: LazyView, viewOnly = false): Promise<void> {
     if (view.region.remoteReleased) return Promise.resolve();
     this.stats.materialized++;
     const requestId = this.#nextRequest++;
+    const range = viewOnly ? ([view.offset, view.length] as const) : undefined;
     return new Promise<void>((resolve, reject) => {
       this.#pending.set(requestId, { resolve, reject });
-      this.#post({ type: 'materialize', regionId: view.region.id, requestId });
+      this.#post({ type: 'materialize', regionId: view.region.id, requestId, range });
     }).then(() => {
+      if (viewOnly) return;
       view.region.remoteReleased = true;
       this.#collections.note(view.region.descriptor.length);
     });
