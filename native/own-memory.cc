@@ -249,7 +249,7 @@ Napi::Value Unview(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 2 || !info[0].IsNumber() || !info[1].IsTypedArray()) return Throw(env, "ownUnview(id, view)");
   auto view = info[1].As<Napi::Uint8Array>();
-  const uint8_t* data = static_cast<const uint8_t*>(view.ArrayBuffer().Data()) ;
+  const uint8_t* data = static_cast<const uint8_t*>(view.ArrayBuffer().Data());
   bool found = false;
   {
     std::lock_guard<std::mutex> lock(mu);

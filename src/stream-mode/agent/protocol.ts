@@ -16,13 +16,13 @@ export interface AgentSettings {
   readonly native: boolean;
 }
 
-/** Application thread → agent. */
 /** Writes above the threshold that went real because the store's budget was spent, and bytes. */
 export interface OverBudgetCounters {
   writes: number;
   bytes: number;
 }
 
+/** Application thread → agent. */
 export type AgentMessage =
   /** A payload this process sent as a descriptor: keep its bytes for fetches, free on drop. */
   | {

@@ -205,7 +205,7 @@ async function fill(id: number, offset: number, length: number): Promise<void> {
 
 /** Fills the missing pages of region `id` (of `range` only, when given); true if none is left. */
 async function materialize(id: number, range?: readonly [number, number]): Promise<boolean> {
-  const chunks = range ? lazy!.requestMissing(id, ...range) : lazy!.requestMissing(id);
+  const chunks = lazy!.requestMissing(id, ...(range ?? []));
   await Promise.all(chunks.map(([offset, length]) => fill(id, offset, length)));
   const [offset, length] = range ?? [0, Number.MAX_SAFE_INTEGER];
   const states = lazy!.pageStates(id, offset, length);

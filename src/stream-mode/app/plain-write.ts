@@ -26,6 +26,7 @@ import { DestinationClosedError } from '../../http-core/response-sink.js';
 import { SplicedFetcher, type SplicedBody } from '../../store/spliced-fetch.js';
 import type { PlainWriteCounters, PlainWriteFallback } from '../agent/protocol.js';
 import type { LazyView, StreamRuntime } from './runtime.js';
+import { PacedReport } from './paced-report.js';
 import { kOdbInternal } from './symbols.js';
 
 /** The callback of a socket write. */
@@ -106,7 +107,7 @@ export class PlainWriter {
   readonly #fetcher: SplicedFetcher | undefined;
   readonly #unavailable: string | undefined;
   readonly #logged = new Set<PlainWriteFallback>();
-  #reportTimer: NodeJS.Timeout | undefined;
+  readonly #report: PacedReport;
   /** Per socket, the store body its next write of a lazy view may continue. */
   readonly #bodies = new WeakMap<Socket, OpenBody>();
 
@@ -114,6 +115,7 @@ export class PlainWriter {
     this.#runtime = runtime;
     this.#writeGeneric = writeGeneric;
     this.#log = log;
+    this.#report = new PacedReport(reportEveryMs, () => runtime.reportPlainWrites(this.counters));
     // Without userfaultfd there are no lazy buffers to write (virtual data arrives fetched).
     const loaded = runtime.lazy ? transferEngine(runtime.config.native) : undefined;
     if (loaded && 'engine' in loaded) {
@@ -285,7 +287,7 @@ export class PlainWriter {
     addBytesWritten(socket, length - byNode);
     this.counters.kernel++;
     this.counters.kernelBytes += length;
-    this.#report();
+    this.#report.changed();
   }
 
   /** The body kept open for `socket` if it is at `at` of `region` with `count` bytes left. */
@@ -345,21 +347,13 @@ export class PlainWriter {
 
   #countFallback(reason: PlainWriteFallback, why?: string): void {
     this.counters.fetched[reason] = (this.counters.fetched[reason] ?? 0) + 1;
-    this.#report();
+    this.#report.changed();
     if (this.#logged.has(reason)) return;
     this.#logged.add(reason);
     this.#log.info(
       { reason, why: why ?? (reason === 'unavailable' ? this.#unavailable : undefined) },
       'a lazy buffer written to a plain socket is fetched first, not spliced',
     );
-  }
-
-  #report(): void {
-    if (this.#reportTimer) return;
-    this.#reportTimer = setTimeout(() => {
-      this.#reportTimer = undefined;
-      this.#runtime.reportPlainWrites(this.counters);
-    }, reportEveryMs).unref();
   }
 }
 

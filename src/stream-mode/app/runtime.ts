@@ -28,6 +28,7 @@ import type {
   StoreActivity,
 } from '../agent/protocol.js';
 import { CollectionPacer, obtainGc } from '../memory/collector.js';
+import { PacedReport } from './paced-report.js';
 import { OwnPayloadAllocator, type OwnPayloadMemory } from '../memory/own-payload.js';
 import type { StreamConfig } from '../config/config.js';
 import { startAgent } from './agent-thread.js';
@@ -126,7 +127,9 @@ export class StreamRuntime {
   /** Bytes of the regions in #live. */
   #liveBytes = 0;
   readonly #overBudget: OverBudgetCounters = { writes: 0, bytes: 0 };
-  #overBudgetReport: NodeJS.Timeout | undefined;
+  readonly #overBudgetReport = new PacedReport(250, () =>
+    this.#post({ type: 'over-budget', counters: { ...this.#overBudget } }),
+  );
   #idleTimer: NodeJS.Timeout | undefined;
   #idleGcDelay = idleGcMs;
 
@@ -299,11 +302,7 @@ export class StreamRuntime {
         'the store budget (ODB_STORE_BUDGET) is spent: large writes go real until its payloads are released',
       );
     }
-    if (this.#overBudgetReport) return true;
-    this.#overBudgetReport = setTimeout(() => {
-      this.#overBudgetReport = undefined;
-      this.#post({ type: 'over-budget', counters: { ...this.#overBudget } });
-    }, 250).unref();
+    this.#overBudgetReport.changed();
     return true;
   }
 
