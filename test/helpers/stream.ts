@@ -1,7 +1,12 @@
 // Real processes in stream mode: ordinary fixture programs, with ODB added only by `--import`.
 import { freePort } from '../../dev/harness/free-port.js';
 import { processIo, startNodeProgram, type NodeProgram } from '../../dev/harness/node-program.js';
-import { streamFixture } from '../../dev/harness/stream-chain.js';
+import {
+  startStreamPrograms,
+  streamFixture,
+  type StreamChainOptions,
+  type StreamPrograms,
+} from '../../dev/harness/stream-chain.js';
 import type { StorePing } from '../../src/protocol/store-rpc.js';
 import { StoreClient } from '../../src/store/client.js';
 export { rssBytes } from '../../src/demo/proc-stat.js';
@@ -32,6 +37,24 @@ export class PeerGroup {
     const p = await startPeer(name, file, env, odb);
     this.peers.push(p);
     return p;
+  }
+
+  /**
+   * The test fixtures' chain (file server ← `isProgram`, default http-proxy ← http-proxy), every
+   * tier under `--import odb/register` at log level info unless told; remembered for
+   * {@link stopAll}.
+   */
+  async startChain(
+    options: Omit<StreamChainOptions, 'odb' | 'isProgram'> & { readonly isProgram?: string },
+  ): Promise<StreamPrograms> {
+    const c = await startStreamPrograms({
+      odb: true,
+      isProgram: 'is-proxy.mjs',
+      logLevel: 'info',
+      ...options,
+    });
+    this.add(c.be, c.is, c.fe);
+    return c;
   }
 
   /** Remembers processes started elsewhere (e.g. a whole chain). */

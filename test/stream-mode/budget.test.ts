@@ -2,7 +2,7 @@
 // gets exact bytes, and the fallback is counted in the store's ping and logged once, never silent.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { startStreamPrograms, type StreamPrograms } from '../../dev/harness/stream-chain.js';
+import type { StreamPrograms } from '../../dev/harness/stream-chain.js';
 import { syntheticSha256 } from '../../src/store/payloads/synthetic.js';
 import { workspace } from '../helpers/fixtures.js';
 import { get } from '../helpers/http.js';
@@ -17,15 +17,12 @@ let c: StreamPrograms;
 before(async () => {
   ws.file(`f${size}.bin`, size, 3);
   // Every tier's store holds at most 1 MiB: a 4 MiB body cannot be one payload at the BE.
-  c = await startStreamPrograms({
-    odb: true,
+  c = await peers.startChain({
     keyFile: ws.keyFile,
     filesDir: ws.dir,
-    isProgram: 'is-proxy.mjs',
     env: { ODB_STORE_BUDGET: '1MiB' },
     logLevel: 'warn',
   });
-  peers.add(c.be, c.is, c.fe);
 });
 
 after(async () => {

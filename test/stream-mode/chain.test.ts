@@ -8,11 +8,7 @@ import { connect } from 'node:net';
 import { after, before, test } from 'node:test';
 import { promisify } from 'node:util';
 import { freePort } from '../../dev/harness/free-port.js';
-import {
-  startStreamPrograms,
-  streamFixture,
-  type StreamPrograms,
-} from '../../dev/harness/stream-chain.js';
+import { streamFixture, type StreamPrograms } from '../../dev/harness/stream-chain.js';
 import {
   FrameDecoder,
   FrameType,
@@ -83,17 +79,7 @@ async function chain(
   isEnv: Record<string, string> = {},
   env: Record<string, string> = {},
 ): Promise<StreamPrograms> {
-  const c = await startStreamPrograms({
-    odb: true,
-    keyFile: ws.keyFile,
-    filesDir: ws.dir,
-    isProgram,
-    isEnv,
-    env,
-    logLevel: 'info',
-  });
-  peers.add(c.be, c.is, c.fe);
-  return c;
+  return peers.startChain({ keyFile: ws.keyFile, filesDir: ws.dir, isProgram, isEnv, env });
 }
 
 async function curlSha256(url: string): Promise<{ sha256: string; size: number; code: number }> {

@@ -12,11 +12,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { freePort } from '../../../dev/harness/free-port.js';
 import { startNodeProgram } from '../../../dev/harness/node-program.js';
-import {
-  startStreamPrograms,
-  streamFixture,
-  type StreamPrograms,
-} from '../../../dev/harness/stream-chain.js';
+import { streamFixture, type StreamPrograms } from '../../../dev/harness/stream-chain.js';
 import { syntheticSha256 } from '../../../src/store/payloads/synthetic.js';
 import { workspace } from '../../helpers/fixtures.js';
 import { get } from '../../helpers/http.js';
@@ -33,15 +29,11 @@ let c: StreamPrograms;
 before(async () => {
   for (const size of sizes) ws.file(`f${size}.bin`, size, 7);
   // A fetch attempt gives up after 1 s: a client pausing longer must still not be cut.
-  c = await startStreamPrograms({
-    odb: true,
+  c = await peers.startChain({
     keyFile: ws.keyFile,
     filesDir: ws.dir,
-    isProgram: 'is-proxy.mjs',
     env: { ODB_FETCH_TIMEOUT: '1s' },
-    logLevel: 'info',
   });
-  peers.add(c.be, c.is, c.fe);
 });
 
 after(async () => {
