@@ -180,7 +180,7 @@ async function main(): Promise<void> {
   try {
     const saturationOptions = (startRate: number): SaturationOptions => ({
       startRate,
-      maxRate: 20_000,
+      maxRate: o.saturationMaxRate,
       p99BoundUs: o.sloP99 * 1000,
       stepMs: o.duration,
       warmupMs: o.warmup,

@@ -25,7 +25,16 @@ export async function startPeer(
   odb = true,
 ): Promise<Peer> {
   const port = env.PORT ?? String(await freePort());
-  return startNodeProgram(name, streamFixture(file), { odb, env: { ...env, PORT: port } });
+  // The store binds before the program listens; left on port 0 it can be handed the very port
+  // picked for PORT (freed again by freePort), and the program's listen then fails.
+  let store = env.ODB_STORE_LISTEN;
+  while (odb && store === undefined) {
+    const picked = String(await freePort());
+    if (picked !== port) store = `127.0.0.1:${picked}`;
+  }
+  const programEnv: Record<string, string> = { ...env, PORT: port };
+  if (store !== undefined) programEnv.ODB_STORE_LISTEN = store;
+  return startNodeProgram(name, streamFixture(file), { odb, env: programEnv });
 }
 
 /** The fixture processes of one test file: started through it, stopped together in `after`. */
