@@ -3,12 +3,15 @@
  * (one per write), so a report goes at most once per interval, with the counters as they are
  * then.
  */
+/** How often counters go to the agent, at most. */
+const defaultEveryMs = 250;
+
 export class PacedReport {
   readonly #everyMs: number;
   readonly #send: () => void;
   #timer: NodeJS.Timeout | undefined;
 
-  constructor(everyMs: number, send: () => void) {
+  constructor(send: () => void, everyMs = defaultEveryMs) {
     this.#everyMs = everyMs;
     this.#send = send;
   }

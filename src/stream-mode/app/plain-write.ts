@@ -70,9 +70,6 @@ interface OpenBody {
  */
 const keepBodyMs = 1000;
 
-/** How often the counters go to the agent (for the store's ping answer), at most. */
-const reportEveryMs = 250;
-
 /** Bytes the kernel wrote to a socket past Node, added to what its `bytesWritten` says. */
 const kernelWritten = new WeakMap<Socket, number>();
 const bytesWrittenGetter = Object.getOwnPropertyDescriptor(
@@ -115,7 +112,7 @@ export class PlainWriter {
     this.#runtime = runtime;
     this.#writeGeneric = writeGeneric;
     this.#log = log;
-    this.#report = new PacedReport(reportEveryMs, () => runtime.reportPlainWrites(this.counters));
+    this.#report = new PacedReport(() => runtime.reportPlainWrites(this.counters));
     // Without userfaultfd there are no lazy buffers to write (virtual data arrives fetched).
     const loaded = runtime.lazy ? transferEngine(runtime.config.native) : undefined;
     if (loaded && 'engine' in loaded) {

@@ -127,7 +127,7 @@ export class StreamRuntime {
   /** Bytes of the regions in #live. */
   #liveBytes = 0;
   readonly #overBudget: OverBudgetCounters = { writes: 0, bytes: 0 };
-  readonly #overBudgetReport = new PacedReport(250, () =>
+  readonly #overBudgetReport = new PacedReport(() =>
     this.#post({ type: 'over-budget', counters: { ...this.#overBudget } }),
   );
   #idleTimer: NodeJS.Timeout | undefined;
@@ -290,7 +290,7 @@ export class StreamRuntime {
   /**
    * True when `length` more bytes would exceed the store's budget: the write then goes real, which
    * every tier after this one pays for (they copy it), so it is counted (`overBudget` in the
-   * store's ping, at most every 250 ms) and logged once.
+   * store's ping, paced by PacedReport) and logged once.
    */
   #spent(length: number): boolean {
     if (this.#ownBytes + length <= this.config.store.budgetBytes) return false;
