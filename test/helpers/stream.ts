@@ -25,13 +25,9 @@ export async function startPeer(
   odb = true,
 ): Promise<Peer> {
   const port = env.PORT ?? String(await freePort());
-  // The store binds before the program listens; left on port 0 it can be handed the very port
-  // picked for PORT (freed again by freePort), and the program's listen then fails.
-  let store = env.ODB_STORE_LISTEN;
-  while (odb && store === undefined) {
-    const picked = String(await freePort());
-    if (picked !== port) store = `127.0.0.1:${picked}`;
-  }
+  // The store gets its own picked port: left on port 0 the kernel could hand it the very port
+  // picked for PORT (free until the program binds it), and the program's listen would fail.
+  const store = env.ODB_STORE_LISTEN ?? (odb ? `127.0.0.1:${await freePort()}` : undefined);
   const programEnv: Record<string, string> = { ...env, PORT: port };
   if (store !== undefined) programEnv.ODB_STORE_LISTEN = store;
   return startNodeProgram(name, streamFixture(file), { odb, env: programEnv });
