@@ -30,10 +30,11 @@ export type AgentMessage =
       readonly descriptor: Uint8Array;
       readonly payload: OwnPayloadHandle;
     }
-  /** A lazy region was created for a descriptor (text form). */
+  /**
+   * A lazy region was created for a descriptor (text form). When its Buffer is collected the addon
+   * tells the agent directly (init's onGone), which then gives the reference back to the owner.
+   */
   | { readonly type: 'region'; readonly id: number; readonly descriptor: string }
-  /** A lazy region was garbage-collected: give its reference back to the owner. */
-  | { readonly type: 'region-gone'; readonly id: number }
   /** A (derived) descriptor is being forwarded: take a reference for the next holder. */
   | { readonly type: 'retain'; readonly descriptor: string }
   /** This process is done with the reference a descriptor granted it (text form). */

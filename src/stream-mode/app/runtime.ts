@@ -41,10 +41,14 @@ interface LazyRegion {
   remoteReleased: boolean;
 }
 
-/** A region the registry watches: to nudge the GC and to fetch long-held ones before the TTL. */
+/**
+ * A region the registry watches: to nudge the GC and to fetch long-held ones before the TTL. It
+ * holds no reference to the Buffer, weak or not: V8 keeps the targets of WeakRefs and
+ * FinalizationRegistry cells alive through scavenges, so only a full collection could free them.
+ * The addon reports the regions it finalised instead (takeGone here, onGone in the agent).
+ */
 interface LiveRegion {
   readonly region: LazyRegion;
-  readonly memory: WeakRef<ArrayBufferLike>;
   readonly createdAt: number;
 }
 
@@ -60,6 +64,8 @@ const liveBytesBeforeGc = 96 * 1024 * 1024;
 const gcIntervalMs = 500;
 const idleGcMs = 500;
 const maxIdleGcMs = 8000;
+/** Time for a collection's finalizers (immediates) to have run. */
+const finalizersSettleMs = 100;
 /** A Buffer (or a view into one) whose bytes come from a lazy region. */
 export interface LazyView {
   readonly region: LazyRegion;
@@ -107,7 +113,6 @@ export class StreamRuntime {
   readonly log: Logger;
   readonly #worker: Worker;
   readonly #regions = new WeakMap<ArrayBufferLike, LazyRegion>();
-  readonly #finalizers: FinalizationRegistry<number>;
   /** Own payloads still held by the agent, by hex id: their bytes resolve locally. */
   readonly #own = new Map<string, OwnPayloadMemory>();
   #ownBytes = 0;
@@ -124,6 +129,8 @@ export class StreamRuntime {
    */
   readonly #collections = new CollectionPacer(obtainGc());
   #lastGc = 0;
+  /** The last collection #nudgeGc asked for was a scavenge: the next one is full. */
+  #scavengedLast = false;
   /** Bytes of the regions in #live. */
   #liveBytes = 0;
   readonly #overBudget: OverBudgetCounters = { writes: 0, bytes: 0 };
@@ -152,11 +159,6 @@ export class StreamRuntime {
     this.ownMemory = new OwnPayloadAllocator(binding);
     this.log = log;
     this.#worker = worker;
-    this.#finalizers = new FinalizationRegistry((id) => {
-      this.#liveBytes -= this.#live.get(id)?.region.descriptor.length ?? 0;
-      this.#live.delete(id);
-      this.#post({ type: 'region-gone', id });
-    });
     worker.on('message', (event: AgentEvent) => this.#onEvent(event));
     // After the listener: adding a 'message' listener refs the worker's port again, and the agent
     // must never keep a program alive that would otherwise exit.
@@ -169,18 +171,34 @@ export class StreamRuntime {
    * Owners keep payloads while holders keep references, which are given back when lazy buffers
    * are garbage-collected. V8 may not collect for a long time in a quiet process, so the runtime
    * asks for a collection when many regions are alive, or when none was created for a while.
+   * A scavenge first: at saturation nearly every region dies young. Only regions that are still
+   * many one interval after a scavenge (promoted, or held) call for a full collection.
    */
   #nudgeGc(): void {
     if (!this.#collections.available) return;
+    this.#forgetCollected();
     const now = Date.now();
     const many = this.#live.size >= liveRegionsBeforeGc || this.#liveBytes >= liveBytesBeforeGc;
-    if (many && now - this.#lastGc >= gcIntervalMs) {
+    if (!many) this.#scavengedLast = false;
+    else if (now - this.#lastGc >= gcIntervalMs) {
       this.#lastGc = now;
-      this.#collections.collect();
+      if (this.#scavengedLast) this.#collections.collect();
+      else this.#collections.collectYoung();
+      this.#scavengedLast = !this.#scavengedLast;
     }
     this.#idleGcDelay = idleGcMs;
     if (this.#idleTimer) this.#idleTimer.refresh();
     else this.#armIdleGc();
+  }
+
+  /** Forgets the regions the addon finalised since the last call. */
+  #forgetCollected(): void {
+    for (const id of this.lazy?.takeGone() ?? []) {
+      const live = this.#live.get(id);
+      if (!live) continue;
+      this.#live.delete(id);
+      this.#liveBytes -= live.region.descriptor.length;
+    }
   }
 
   /**
@@ -191,6 +209,7 @@ export class StreamRuntime {
   #armIdleGc(): void {
     this.#idleTimer = setTimeout(() => {
       this.#idleTimer = undefined;
+      this.#forgetCollected();
       if (this.#live.size === 0 || !this.#collections.available) return;
       this.#lastGc = Date.now();
       this.#collections.collect();
@@ -200,20 +219,26 @@ export class StreamRuntime {
     this.#idleTimer.unref();
   }
 
-  /** Regions held past half the TTL are fetched whole: a later read must not need the owner. */
+  /**
+   * Regions held past half the TTL are fetched whole: a later read must not need the owner. The
+   * collection's finalizers run after it, in immediates: the regions are looked at a little later.
+   */
   #fetchLongHeld(): void {
+    this.#forgetCollected();
     if (this.#live.size === 0) return; // nothing held: no collection needed either
     this.#collections.collect();
-    const old = Date.now() - this.config.store.ttlMs / 2;
-    for (const live of this.#live.values()) {
-      const memory = live.memory.deref();
-      if (!memory || live.createdAt > old || live.region.remoteReleased) continue;
-      void this.materialize({
-        region: live.region,
-        offset: 0,
-        length: live.region.descriptor.length,
-      }).catch(() => {});
-    }
+    setTimeout(() => {
+      this.#forgetCollected();
+      const old = Date.now() - this.config.store.ttlMs / 2;
+      for (const live of this.#live.values()) {
+        if (live.createdAt > old || live.region.remoteReleased) continue;
+        void this.materialize({
+          region: live.region,
+          offset: 0,
+          length: live.region.descriptor.length,
+        }).catch(() => {});
+      }
+    }, finalizersSettleMs).unref();
   }
 
   /** Starts the agent worker and waits until its store listens. */
@@ -371,11 +396,9 @@ export class StreamRuntime {
       );
       const region: LazyRegion = { id, descriptor, remoteReleased: false };
       this.#regions.set(buffer.buffer, region);
-      this.#live.set(id, { region, memory: new WeakRef(buffer.buffer), createdAt: Date.now() });
+      this.#live.set(id, { region, createdAt: Date.now() });
       this.#liveBytes += descriptor.length;
       this.#nudgeGc();
-      // Views into the region (parser slices, subarrays) outlive this one: watch the memory itself.
-      this.#finalizers.register(buffer.buffer, id);
       this.#post({ type: 'region', id, descriptor: text });
       return buffer;
     }
