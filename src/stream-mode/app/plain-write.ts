@@ -77,14 +77,21 @@ const bytesWrittenGetter = Object.getOwnPropertyDescriptor(
   'bytesWritten',
 )?.get;
 
+/**
+ * One getter for every socket: sockets given the same accessor function share one hidden class,
+ * where a fresh closure per socket would give each its own, and code handling sockets would then
+ * turn polymorphic and be thrown away with each socket's class.
+ */
+function bytesWrittenWithKernel(this: Socket): number {
+  return (bytesWrittenGetter!.call(this) as number) + (kernelWritten.get(this) ?? 0);
+}
+
 function addBytesWritten(socket: Socket, bytes: number): void {
   if (!bytesWrittenGetter || bytes <= 0) return;
   if (!kernelWritten.has(socket)) {
     Object.defineProperty(socket, 'bytesWritten', {
       configurable: true,
-      get(this: Socket): number {
-        return (bytesWrittenGetter.call(this) as number) + (kernelWritten.get(this) ?? 0);
-      },
+      get: bytesWrittenWithKernel,
     });
   }
   kernelWritten.set(socket, (kernelWritten.get(socket) ?? 0) + bytes);
