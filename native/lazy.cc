@@ -85,14 +85,12 @@ std::map<uintptr_t, std::shared_ptr<Region>> by_base;
 std::unordered_map<uint32_t, std::shared_ptr<Region>> by_id;
 uint32_t next_id = 1;
 Napi::ThreadSafeFunction on_fault;
-// Regions whose Buffers were collected, for the agent (told through on_gone, batched) and for the
-// application thread (drained by takeGone). The finalizer runs after any collection, scavenges
+// Regions whose Buffers were collected, drained by the application thread (takeGone), which
+// tells the agent in order with its other messages (a release must not overtake the retain of a
+// descriptor forwarded from the region). The finalizer runs after any collection, scavenges
 // included; a FinalizationRegistry or WeakRef in JavaScript would keep the Buffer alive until a
 // full collection (V8 treats them as strong in scavenges), and full collections are what cost a
 // tier its optimised code.
-Napi::ThreadSafeFunction on_gone;
-bool have_on_gone = false;
-std::vector<uint32_t> gone_for_agent;
 std::vector<uint32_t> gone_for_app;
 std::thread handler;
 std::atomic<bool> stopping{false};
@@ -189,7 +187,7 @@ void on_sigbus(int sig, siginfo_t* info, void*) {
   raise(sig);
 }
 
-// init(onFault(id, offset, length), onGone(ids)?): called once, in the thread that serves faults.
+// init(onFault(id, offset, length)): called once, in the thread that serves faults.
 Napi::Value Init(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (uffd >= 0) return Throw(env, "lazy buffers: already initialised");
@@ -221,17 +219,7 @@ Napi::Value Init(const Napi::CallbackInfo& info) {
 #endif
   have_poison = (api.features & UFFD_FEATURE_POISON) != 0;
   on_fault = Napi::ThreadSafeFunction::New(env, info[0].As<Napi::Function>(), "odb-lazy-faults", 0, 1);
-  if (info.Length() >= 2 && info[1].IsFunction()) {
-    // The agent's thread ends before the application's (at exit the application's remaining
-    // Buffers are finalised after it): once its function is gone, finalizers must not call it.
-    on_gone = Napi::ThreadSafeFunction::New(env, info[1].As<Napi::Function>(), "odb-lazy-gone", 0, 1, [](Napi::Env) {
-      std::lock_guard<std::mutex> lock(mu);
-      have_on_gone = false;
-    });
-    have_on_gone = true;
-    on_gone.Unref(env);
-  }
-  // Neither function keeps the thread's loop alive: the agent's store does, as long as it runs.
+  // It does not keep the thread's loop alive: the agent's store does, as long as it runs.
   on_fault.Unref(env);
   struct sigaction sa;
   memset(&sa, 0, sizeof sa);
@@ -253,28 +241,6 @@ Napi::Array IdArray(Napi::Env env, const std::vector<uint32_t>& ids) {
   return out;
 }
 
-// In the agent's thread: the regions gone since the last call, as one array. Plain N-API calls,
-// each checked: while the agent's thread ends no JavaScript can run, and node-addon-api would turn
-// the failure into an exception it cannot even create (a fatal error). The ids are then dropped,
-// as the agent's references are with it.
-void DeliverGone(Napi::Env env, Napi::Function fn) {
-  std::vector<uint32_t> ids;
-  {
-    std::lock_guard<std::mutex> lock(mu);
-    ids.swap(gone_for_agent);
-  }
-  if (env == nullptr || fn.IsEmpty()) return;
-  napi_value array, undefined, result;
-  if (napi_create_array_with_length(env, ids.size(), &array) != napi_ok) return;
-  for (size_t i = 0; i < ids.size(); i++) {
-    napi_value id;
-    if (napi_create_uint32(env, ids[i], &id) != napi_ok) return;
-    if (napi_set_element(env, array, static_cast<uint32_t>(i), id) != napi_ok) return;
-  }
-  if (napi_get_undefined(env, &undefined) != napi_ok) return;
-  napi_call_function(env, undefined, fn, 1, &array, &result);
-}
-
 void FinalizeRegion(Napi::Env env, uint8_t*, std::shared_ptr<Region>* hint) {
   std::shared_ptr<Region> r = *hint;
   delete hint;
@@ -286,11 +252,6 @@ void FinalizeRegion(Napi::Env env, uint8_t*, std::shared_ptr<Region>* hint) {
     by_id.erase(r->id);
     r->released = true;
     gone_for_app.push_back(r->id);
-    if (have_on_gone) {
-      gone_for_agent.push_back(r->id);
-      // One call drains the whole batch: later finalizers find it non-empty and only append.
-      if (gone_for_agent.size() == 1) on_gone.NonBlockingCall(DeliverGone);
-    }
   }
   struct uffdio_range range = {r->base, r->mapped};
   ioctl(uffd, UFFDIO_UNREGISTER, &range);

@@ -70,14 +70,8 @@ export interface OwnMemoryBinding {
 
 /** The addon's functions (see native/lazy.cc and native/own-memory.cc). */
 export interface LazyBinding extends OwnMemoryBinding {
-  /**
-   * Once per process, in the thread that will serve faults. `onGone` is called there, in batches,
-   * with the ids of regions whose Buffers were collected (by any collection, scavenges included).
-   */
-  init(
-    onFault: (id: number, offset: number, length: number) => void,
-    onGone?: (ids: number[]) => void,
-  ): LazyFeatures;
+  /** Once per process, in the thread that will serve faults. */
+  init(onFault: (id: number, offset: number, length: number) => void): LazyFeatures;
   initialised(): boolean;
   /** A new region of `length` bytes: its Buffer and id. `label` names it in fatal messages. */
   createRegion(length: number, label: string): [Buffer, number];
@@ -91,7 +85,10 @@ export interface LazyBinding extends OwnMemoryBinding {
    * flight and returns the chunks to fetch: [offset, length][].
    */
   requestMissing(id: number, offset?: number, length?: number): [number, number][];
-  /** The ids of regions collected since the last call (for the thread that creates them). */
+  /**
+   * The ids of regions whose Buffers were collected (by any collection, scavenges included) since
+   * the last call; for the thread that creates them.
+   */
   takeGone(): number[];
   /** Reports bytes filled since the last call to V8's external-memory accounting. */
   syncExternalMemory(): number;

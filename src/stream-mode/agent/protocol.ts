@@ -30,11 +30,13 @@ export type AgentMessage =
       readonly descriptor: Uint8Array;
       readonly payload: OwnPayloadHandle;
     }
-  /**
-   * A lazy region was created for a descriptor (text form). When its Buffer is collected the addon
-   * tells the agent directly (init's onGone), which then gives the reference back to the owner.
-   */
+  /** A lazy region was created for a descriptor (text form). */
   | { readonly type: 'region'; readonly id: number; readonly descriptor: string }
+  /**
+   * Lazy regions were garbage-collected (the addon's takeGone): give their references back. On
+   * this port, so that it comes after any `retain` of a descriptor forwarded from them.
+   */
+  | { readonly type: 'regions-gone'; readonly ids: readonly number[] }
   /** A (derived) descriptor is being forwarded: take a reference for the next holder. */
   | { readonly type: 'retain'; readonly descriptor: string }
   /** This process is done with the reference a descriptor granted it (text form). */

@@ -99,8 +99,6 @@ interface RegionInfo {
 }
 const regions = new Map<number, RegionInfo>();
 const pendingFaults = new Map<number, [number, number][]>();
-/** Regions the addon reported collected before their announcement arrived (other channel). */
-const goneEarly = new Set<number>();
 
 // ---- references to payloads of other owners: ordered per owner, one channel each -------------
 
@@ -177,19 +175,6 @@ function onFault(id: number, offset: number, length: number): void {
   void fill(id, offset, length);
 }
 
-/** Regions whose Buffers the application's isolate collected: give their references back. */
-function onGone(ids: number[]): void {
-  for (const id of ids) {
-    const info = regions.get(id);
-    if (!info) {
-      goneEarly.add(id);
-      continue;
-    }
-    regions.delete(id);
-    if (!info.remoteReleased) reference('release', info.descriptor);
-  }
-}
-
 async function fill(id: number, offset: number, length: number): Promise<void> {
   const info = regions.get(id);
   if (!info) {
@@ -233,7 +218,7 @@ async function materialize(id: number, range?: readonly [number, number]): Promi
 
 if ('binding' in loaded) {
   try {
-    features = loaded.binding.init(onFault, onGone);
+    features = loaded.binding.init(onFault);
     lazy = loaded.binding;
   } catch (err) {
     lazyReason = `userfaultfd unavailable: ${(err as Error).message}`;
@@ -256,17 +241,25 @@ async function handle(message: AgentMessage): Promise<void> {
       return;
     }
     case 'region': {
-      const descriptor = descriptorFromText(message.descriptor);
+      regions.set(message.id, {
+        descriptor: descriptorFromText(message.descriptor),
+        createdAt: Date.now(),
+        remoteReleased: false,
+      });
       const waiting = pendingFaults.get(message.id);
-      pendingFaults.delete(message.id);
-      if (goneEarly.delete(message.id)) {
-        reference('release', descriptor);
-        return;
+      if (waiting) {
+        pendingFaults.delete(message.id);
+        for (const [offset, length] of waiting) void fill(message.id, offset, length);
       }
-      regions.set(message.id, { descriptor, createdAt: Date.now(), remoteReleased: false });
-      for (const [offset, length] of waiting ?? []) void fill(message.id, offset, length);
       return;
     }
+    case 'regions-gone':
+      for (const id of message.ids) {
+        const info = regions.get(id);
+        regions.delete(id);
+        if (info && !info.remoteReleased) reference('release', info.descriptor);
+      }
+      return;
     case 'store-activity':
       post({
         type: 'store-activity',

@@ -45,7 +45,7 @@ interface LazyRegion {
  * A region the registry watches: to nudge the GC and to fetch long-held ones before the TTL. It
  * holds no reference to the Buffer, weak or not: V8 keeps the targets of WeakRefs and
  * FinalizationRegistry cells alive through scavenges, so only a full collection could free them.
- * The addon reports the regions it finalised instead (takeGone here, onGone in the agent).
+ * The addon reports the regions it finalised instead (takeGone).
  */
 interface LiveRegion {
   readonly region: LazyRegion;
@@ -129,8 +129,6 @@ export class StreamRuntime {
    */
   readonly #collections = new CollectionPacer(obtainGc());
   #lastGc = 0;
-  /** The last collection #nudgeGc asked for was a scavenge: the next one is full. */
-  #scavengedLast = false;
   /** Bytes of the regions in #live. */
   #liveBytes = 0;
   readonly #overBudget: OverBudgetCounters = { writes: 0, bytes: 0 };
@@ -171,34 +169,36 @@ export class StreamRuntime {
    * Owners keep payloads while holders keep references, which are given back when lazy buffers
    * are garbage-collected. V8 may not collect for a long time in a quiet process, so the runtime
    * asks for a collection when many regions are alive, or when none was created for a while.
-   * A scavenge first: at saturation nearly every region dies young. Only regions that are still
-   * many one interval after a scavenge (promoted, or held) call for a full collection.
+   * Most regions are collected by V8's own scavenges; those still alive here when they are many
+   * were promoted or are held, and only a full collection frees them.
    */
   #nudgeGc(): void {
-    if (!this.#collections.available) return;
     this.#forgetCollected();
     const now = Date.now();
     const many = this.#live.size >= liveRegionsBeforeGc || this.#liveBytes >= liveBytesBeforeGc;
-    if (!many) this.#scavengedLast = false;
-    else if (now - this.#lastGc >= gcIntervalMs) {
+    if (many && this.#collections.available && now - this.#lastGc >= gcIntervalMs) {
       this.#lastGc = now;
-      if (this.#scavengedLast) this.#collections.collect();
-      else this.#collections.collectYoung();
-      this.#scavengedLast = !this.#scavengedLast;
+      this.#collections.collect();
     }
     this.#idleGcDelay = idleGcMs;
     if (this.#idleTimer) this.#idleTimer.refresh();
     else this.#armIdleGc();
   }
 
-  /** Forgets the regions the addon finalised since the last call. */
+  /**
+   * Forgets the regions the addon finalised since the last call and tells the agent, which gives
+   * their references back: on the port, after any `retain` posted for a view of them.
+   */
   #forgetCollected(): void {
-    for (const id of this.lazy?.takeGone() ?? []) {
+    const ids = this.lazy?.takeGone() ?? [];
+    if (ids.length === 0) return;
+    for (const id of ids) {
       const live = this.#live.get(id);
       if (!live) continue;
       this.#live.delete(id);
       this.#liveBytes -= live.region.descriptor.length;
     }
+    this.#post({ type: 'regions-gone', ids });
   }
 
   /**
@@ -210,9 +210,12 @@ export class StreamRuntime {
     this.#idleTimer = setTimeout(() => {
       this.#idleTimer = undefined;
       this.#forgetCollected();
-      if (this.#live.size === 0 || !this.#collections.available) return;
-      this.#lastGc = Date.now();
-      this.#collections.collect();
+      if (this.#live.size === 0) return;
+      // Without a GC function the regions V8 collects by itself are still told to the agent.
+      if (this.#collections.available) {
+        this.#lastGc = Date.now();
+        this.#collections.collect();
+      }
       this.#idleGcDelay = Math.min(this.#idleGcDelay * 2, maxIdleGcMs);
       this.#armIdleGc();
     }, this.#idleGcDelay);

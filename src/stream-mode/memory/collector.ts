@@ -23,33 +23,18 @@ export function obtainGc(): GcFunction | undefined {
   }
 }
 
-/**
- * Paced collections. Most are scavenges: memory that died young (a lazy buffer written out and
- * dropped within its request) goes with one, and a full collection costs more than its own
- * time: V8 then throws away optimised code that embedded objects it freed and compiles it again
- * (at saturation most of a tier's compiler time). Every `fullEvery`-th collection is full, for
- * what lived long enough to be promoted.
- */
+/** Collects after every `bytesBetween` bytes noted, at most once per `minIntervalMs`. */
 export class CollectionPacer {
-  readonly #gc: GcFunction | undefined;
+  readonly #gc: (() => void) | undefined;
   readonly #bytesBetween: number;
   readonly #minIntervalMs: number;
-  readonly #fullEvery: number;
   #noted = 0;
   #lastGc = 0;
-  #sinceFull = 0;
 
-  /** Collects after every `bytesBetween` bytes noted, at most once per `minIntervalMs`. */
-  constructor(
-    gc: GcFunction | undefined,
-    bytesBetween = 32 * 1024 * 1024,
-    minIntervalMs = 250,
-    fullEvery = 4,
-  ) {
+  constructor(gc: (() => void) | undefined, bytesBetween = 32 * 1024 * 1024, minIntervalMs = 250) {
     this.#gc = gc;
     this.#bytesBetween = bytesBetween;
     this.#minIntervalMs = minIntervalMs;
-    this.#fullEvery = fullEvery;
   }
 
   /** True when V8 gave this isolate a GC function. */
@@ -62,24 +47,14 @@ export class CollectionPacer {
     this.#noted += bytes;
     if (!this.#gc || this.#noted < this.#bytesBetween) return;
     if (Date.now() - this.#lastGc < this.#minIntervalMs) return;
-    if (++this.#sinceFull < this.#fullEvery) return this.collectYoung();
     this.collect();
   }
 
-  /** A full collection now, for any reason: it frees what was noted so far, too. */
+  /** Collects now, for any reason: it frees what was noted so far, too. */
   collect(): void {
     if (!this.#gc) return;
     this.#lastGc = Date.now();
     this.#noted = 0;
-    this.#sinceFull = 0;
     this.#gc();
-  }
-
-  /** A scavenge now: frees what died young (finalizers run after it, in an immediate). */
-  collectYoung(): void {
-    if (!this.#gc) return;
-    this.#lastGc = Date.now();
-    this.#noted = 0;
-    this.#gc({ type: 'minor' });
   }
 }

@@ -35,13 +35,3 @@ test('a collection asked for directly also frees what was noted before it', () =
   assert.equal(collections, 2);
   assert.equal(new CollectionPacer(undefined).available, false);
 });
-
-test('paced collections are scavenges, every fullEvery-th a full collection', () => {
-  const kinds: string[] = [];
-  const pacer = new CollectionPacer((options) => kinds.push(options?.type ?? 'major'), 10, 0, 3);
-  for (let i = 0; i < 6; i++) pacer.note(10);
-  assert.deepEqual(kinds, ['minor', 'minor', 'major', 'minor', 'minor', 'major']);
-  pacer.collectYoung();
-  pacer.collect();
-  assert.deepEqual(kinds.slice(6), ['minor', 'major']);
-});
