@@ -235,12 +235,6 @@ Napi::Value Init(const Napi::CallbackInfo& info) {
   return features;
 }
 
-Napi::Array IdArray(Napi::Env env, const std::vector<uint32_t>& ids) {
-  Napi::Array out = Napi::Array::New(env, ids.size());
-  for (size_t i = 0; i < ids.size(); i++) out.Set(static_cast<uint32_t>(i), static_cast<double>(ids[i]));
-  return out;
-}
-
 void FinalizeRegion(Napi::Env env, uint8_t*, std::shared_ptr<Region>* hint) {
   std::shared_ptr<Region> r = *hint;
   delete hint;
@@ -480,7 +474,9 @@ Napi::Value TakeGone(const Napi::CallbackInfo& info) {
     std::lock_guard<std::mutex> lock(mu);
     ids.swap(gone_for_app);
   }
-  return IdArray(info.Env(), ids);
+  Napi::Array out = Napi::Array::New(info.Env(), ids.size());
+  for (size_t i = 0; i < ids.size(); i++) out.Set(static_cast<uint32_t>(i), static_cast<double>(ids[i]));
+  return out;
 }
 
 // syncExternalMemory(): tells V8 about bytes filled since the last call (main thread).

@@ -25,8 +25,7 @@ export async function startPeer(
   odb = true,
 ): Promise<Peer> {
   const port = env.PORT ?? String(await freePort());
-  // The store gets its own picked port: left on port 0 the kernel could hand it the very port
-  // picked for PORT (free until the program binds it), and the program's listen would fail.
+  // The store's port is picked like PORT: freePort never hands out one number twice.
   const store = env.ODB_STORE_LISTEN ?? (odb ? `127.0.0.1:${await freePort()}` : undefined);
   const programEnv: Record<string, string> = { ...env, PORT: port };
   if (store !== undefined) programEnv.ODB_STORE_LISTEN = store;
