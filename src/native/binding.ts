@@ -92,6 +92,11 @@ export interface LazyBinding extends OwnMemoryBinding {
   takeGone(): number[];
   /** Reports bytes filled since the last call to V8's external-memory accounting. */
   syncExternalMemory(): number;
+  /**
+   * V8's external-memory counter, in bytes: the figure its collector compares with its limits
+   * (as rises above its lowest point since the last full collection). For tests.
+   */
+  externalMemoryCounter(): number;
 }
 
 /** Where the addon may be, in the order tried. */
