@@ -12,6 +12,13 @@ import type { PayloadSource, ReadOptions } from './payloads/source.js';
  */
 export const maxWriteBytes = 64 * 1024;
 
+/**
+ * Largest single write of a view (see {@link PumpOptions.viewWriteBytes}). Each write costs the
+ * stream machinery a few µs whatever its size, and a memory payload of 1 MiB went out as 16 of
+ * them: its store's thread spent about 300 µs less per MiB in one write.
+ */
+export const maxViewWriteBytes = 1024 * 1024;
+
 /** How {@link pumpSource} reads and reports. */
 export interface PumpOptions extends ReadOptions {
   /**
@@ -20,6 +27,13 @@ export interface PumpOptions extends ReadOptions {
    * a destroyed destination dropped.
    */
   readonly onFlushed?: (bytes: number) => void;
+  /**
+   * Largest single write when the source yields views (default {@link maxWriteBytes}): larger
+   * pieces are cheaper, but the destination's progress then shows to a sampler of
+   * `writableLength` only piece by piece, so pass more only when progress is read from the
+   * kernel (acknowledged bytes).
+   */
+  readonly viewWriteBytes?: number;
 }
 
 /**
@@ -36,13 +50,14 @@ export async function pumpSource(
   options: PumpOptions = {},
 ): Promise<boolean> {
   const { onFlushed, allocate } = options;
+  const pieceBytes = source.yieldsViews ? (options.viewWriteBytes ?? maxWriteBytes) : maxWriteBytes;
   let position = start;
   for await (const chunk of source.read(start, end, allocate && { allocate })) {
-    for (let at = 0; at < chunk.length; at += maxWriteBytes) {
+    for (let at = 0; at < chunk.length; at += pieceBytes) {
       if (destination.destroyed) return false;
       const piece =
-        at === 0 && chunk.length <= maxWriteBytes ? chunk : chunk.subarray(at, at + maxWriteBytes);
-      const last = at + maxWriteBytes >= chunk.length;
+        at === 0 && chunk.length <= pieceBytes ? chunk : chunk.subarray(at, at + pieceBytes);
+      const last = at + pieceBytes >= chunk.length;
       const flushed =
         onFlushed && last
           ? destination.write(piece, (err) => {

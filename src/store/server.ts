@@ -35,13 +35,14 @@ import {
 } from '../protocol/key-proof.js';
 import { ListenerGuard, type ListenerLimits } from '../http-core/listener-limits.js';
 import { SendWatchdog } from '../core/net/send-rate.js';
+import { ackedBytesUnavailable } from '../core/net/socket-progress.js';
 import {
   FetchAdmission,
   peerAddress,
   type FetchLimitKind,
   type FetchLimits,
 } from './fetch-limits.js';
-import { pumpSource } from './pump.js';
+import { maxViewWriteBytes, pumpSource } from './pump.js';
 import { serveReferenceChannel } from './reference-channel.js';
 import { CountedStore } from './counted-store.js';
 import { referenceToken } from './references.js';
@@ -128,6 +129,11 @@ export class StoreServer {
   readonly #channels = new Set<Socket>();
   readonly #maxChannels: number;
   #refusedChannels = 0;
+  /**
+   * Views of payload memory go out in writes this large: the send watchdog reads progress from
+   * the kernel's acknowledged bytes then, not from `writableLength`, which moves per write.
+   */
+  readonly #viewWriteBytes = ackedBytesUnavailable() ? undefined : maxViewWriteBytes;
 
   constructor(options: StoreServerOptions) {
     this.store = options.store;
@@ -386,6 +392,7 @@ export class StoreServer {
     const complete = await pumpSource(entry.source, start, end, res, onChunk, {
       allocate: transit.allocate,
       onFlushed: transit.flushed,
+      viewWriteBytes: this.#viewWriteBytes,
     });
     if (complete) res.end();
     return complete;

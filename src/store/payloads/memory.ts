@@ -22,6 +22,7 @@ const compactAfterBlocks = 1024;
  * blocks advances an index (the list is compacted now and then), never an O(n) splice per read.
  */
 export class MemoryPayload implements PayloadSource {
+  readonly yieldsViews = true;
   readonly #expectedSize: number | undefined;
   readonly #highWaterBytes: number;
   readonly #blockBytes: number;

@@ -10,6 +10,11 @@ export interface PayloadSource {
    * waiting for bytes not yet produced. Throws an OdbError when the bytes cannot be had.
    */
   read(start: number, end: number | undefined, options?: ReadOptions): AsyncIterable<Buffer>;
+  /**
+   * True when `read` yields views of memory the source holds (writing them copies nothing), not
+   * copies made for the read.
+   */
+  readonly yieldsViews?: boolean;
   /** Checks, before a fetch answers, that the bytes can still be had (e.g. the file is unchanged). */
   verify?(): Promise<void>;
   /** The only reader consumed everything before `offset`: memory below it may be freed. */
