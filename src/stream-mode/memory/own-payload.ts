@@ -183,6 +183,7 @@ export function freedByCollection(source: PayloadSource): boolean {
  * the addon's pool (fresh pages cost a fault each).
  */
 class NativePayload implements PayloadSource {
+  readonly yieldsViews = true;
   readonly size: number;
   readonly #binding: OwnMemoryBinding;
   readonly #id: number;
