@@ -52,6 +52,11 @@ test(
     memory.write(1000, bytes.subarray(1000));
     const source = ownPayloadSource(memory.handOff(bytes.length), binding);
     assert.equal(freedByCollection(source), false);
+    assert.equal(
+      source.yieldsViews,
+      true,
+      'its reads are views: the store writes them in large pieces',
+    );
     assert.equal(sha256(await readAll(source.read(0, undefined))), sha256(bytes));
     assert.equal(
       sha256(await readAll(source.read(4096, 70_000))),
