@@ -64,7 +64,6 @@ struct Region {
   std::string label;  // "owner <endpoint> descriptor <text>", for the fatal message
   size_t next_sequential = SIZE_MAX;  // page after the last read-ahead chunk
   size_t readahead = 0;               // bytes of the last chunk
-  size_t filled_pages = 0;
   bool released = false;
 };
 
@@ -95,6 +94,8 @@ std::vector<uint32_t> gone_for_app;
 std::thread handler;
 std::atomic<bool> stopping{false};
 std::atomic<int64_t> populated_delta{0};  // bytes filled since the main thread last accounted them
+// V8 hears of a region's filled bytes only, not of its length (see CreateRegion): on Node 20 only.
+std::atomic<bool> count_filled_only{false};
 // Poisoned regions for the SIGBUS handler: a fixed table it can read without locks or allocation.
 constexpr int kPoisonSlots = 64;
 struct PoisonSlot {
@@ -218,6 +219,7 @@ Napi::Value Init(const Napi::CallbackInfo& info) {
   have_wp = (api.features & UFFD_FEATURE_PAGEFAULT_FLAG_WP) != 0;
 #endif
   have_poison = (api.features & UFFD_FEATURE_POISON) != 0;
+  count_filled_only = Napi::VersionManagement::GetNodeVersion(env)->major == 20;
   on_fault = Napi::ThreadSafeFunction::New(env, info[0].As<Napi::Function>(), "odb-lazy-faults", 0, 1);
   // It does not keep the thread's loop alive: the agent's store does, as long as it runs.
   on_fault.Unref(env);
@@ -232,6 +234,7 @@ Napi::Value Init(const Napi::CallbackInfo& info) {
   features.Set("writeProtect", have_wp);
   features.Set("poison", have_poison);
   features.Set("pageSize", static_cast<double>(page_size));
+  features.Set("externalMemory", count_filled_only ? "filled" : "whole");
   return features;
 }
 
@@ -289,15 +292,18 @@ Napi::Value CreateRegion(const Napi::CallbackInfo& info) {
   }
   auto* hint = new std::shared_ptr<Region>(r);
   Napi::Buffer<uint8_t> buffer = Napi::Buffer<uint8_t>::New(env, static_cast<uint8_t*>(mem), length, FinalizeRegion, hint);
-  // V8 counts the whole length as external memory; only filled pages are real. Count them as they
-  // are filled (SyncExternalMemory) instead, so unfetched bytes never push the GC. When the Buffer
-  // is freed, V8 takes the whole length off again, and that is left standing: V8's counter ends
-  // lower by the bytes never filled. Giving them back (as this addon once did in the finalizer)
-  // looks to V8 like new allocation: it measures external memory as the rise above its lowest
-  // point since the last full collection and counts that against the old generation's room, and
-  // a scavenge that frees 20 regions at once then started a full collection at once. V8 reads
-  // the counter only as such differences, and process.memoryUsage() does not show it.
-  Napi::MemoryManagement::AdjustExternalMemory(env, -static_cast<int64_t>(length));
+  // V8 counts the whole length as external memory; only filled pages are real. On Node 20 (V8
+  // 11.3, a signed counter that backing stores share) the length is taken off here and pages are
+  // counted as they are filled (SyncExternalMemory), so unfetched bytes never push the collector.
+  // When the Buffer is freed, V8 takes the whole length off again, and that is left standing: the
+  // counter ends lower by the bytes never filled. Giving them back (as this addon once did in the
+  // finalizer) looks to V8 like new allocation: it measures external memory as the rise above the
+  // counter's lowest point since the last full collection, counts that against the old
+  // generation's room, and a scavenge that freed 20 regions then started a full collection at
+  // once. V8 11.3 reads the counter only as such differences (process.memoryUsage() does not show
+  // it). Newer V8 keeps it unsigned and aborts on a decrease below zero, which this drift would
+  // reach: there V8 counts a region's whole length, as for any Buffer, and nothing is adjusted.
+  if (count_filled_only) Napi::MemoryManagement::AdjustExternalMemory(env, -static_cast<int64_t>(length));
   Napi::Array out = Napi::Array::New(env, 2);
   out.Set(0u, buffer);
   out.Set(1u, Napi::Number::New(env, r->id));
@@ -368,8 +374,7 @@ Napi::Value Fill(const Napi::CallbackInfo& info) {
     for (size_t p = first_page; p < first_page + copied / page_size; p++) {
       if (r->pages[p] != kClean && r->pages[p] != kDirty) {
         r->pages[p] = kClean;
-        r->filled_pages++;
-        populated_delta.fetch_add(page_size);
+        if (count_filled_only) populated_delta.fetch_add(page_size);
       }
     }
     if (copied < len) {

@@ -23,6 +23,11 @@ export interface LazyFeatures {
   /** Failed pages can be poisoned (Linux ≥ 6.6); without it a failure stops the process. */
   readonly poison: boolean;
   readonly pageSize: number;
+  /**
+   * What V8 counts of a region as external memory: its filled bytes (Node 20), or its whole
+   * length as for any Buffer (later Node versions, whose V8 aborts on the lower count this drifts to).
+   */
+  readonly externalMemory: 'filled' | 'whole';
 }
 
 /** What the addon holds of own-payload memory (see {@link OwnMemoryBinding.ownStats}). */

@@ -6,9 +6,11 @@ import type { Writable } from 'node:stream';
 import type { PayloadSource, ReadOptions } from './payloads/source.js';
 
 /**
- * Largest single write. A source may yield a chunk of many megabytes (a view of a captured body);
- * written in pieces, the destination's progress shows while it drains (a send watchdog samples
- * it), and a destroyed destination stops the copy within one piece. Views: no copy.
+ * Largest single write, unless the source yields views and the caller allows more
+ * ({@link PumpOptions.viewWriteBytes}). A source may yield a chunk of many megabytes (a view of a
+ * captured body); written in pieces, the destination's progress shows while it drains (a send
+ * watchdog samples it), and a destroyed destination stops the copy within one piece. Views: no
+ * copy.
  */
 export const maxWriteBytes = 64 * 1024;
 
@@ -50,7 +52,9 @@ export async function pumpSource(
   options: PumpOptions = {},
 ): Promise<boolean> {
   const { onFlushed, allocate } = options;
-  const pieceBytes = source.yieldsViews ? (options.viewWriteBytes ?? maxWriteBytes) : maxWriteBytes;
+  const pieceBytes = source.yieldsViews
+    ? Math.max(maxWriteBytes, options.viewWriteBytes ?? maxWriteBytes)
+    : maxWriteBytes;
   let position = start;
   for await (const chunk of source.read(start, end, allocate && { allocate })) {
     for (let at = 0; at < chunk.length; at += pieceBytes) {

@@ -107,3 +107,27 @@ test('a destroyed destination stops the copy: false, nothing more written', asyn
   assert.deepEqual(sizes, []);
   close();
 });
+
+test('a destination destroyed mid-copy stops it within one piece: false, no write after', async () => {
+  // Larger than the loopback socket buffers take while the peer reads nothing.
+  const big = Buffer.alloc(64 * 1024 * 1024, 7);
+  const payload = new MemoryPayload({ expectedSize: big.length });
+  payload.append(big);
+  payload.finish();
+  const server = createServer((peer) => peer.pause()).listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const out = connect((server.address() as { port: number }).port, '127.0.0.1');
+  await once(out, 'connect');
+  const sizes = writeSizes(out);
+  const pumping = pumpSource(payload, 0, big.length, out, undefined, {
+    viewWriteBytes: maxViewWriteBytes,
+  });
+  while (sizes.length === 0) await new Promise((resolve) => setTimeout(resolve, 10));
+  await new Promise((resolve) => setTimeout(resolve, 100)); // until its writes stall
+  const before = sizes.length;
+  out.destroy();
+  assert.equal(await pumping, false);
+  assert.equal(sizes.length, before, 'nothing written after the destroy');
+  assert.ok(before < big.length / maxViewWriteBytes, `all ${before} pieces were written`);
+  server.close();
+});
