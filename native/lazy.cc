@@ -193,6 +193,8 @@ Napi::Value Init(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (uffd >= 0) return Throw(env, "lazy buffers: already initialised");
   if (info.Length() < 1 || !info[0].IsFunction()) return Throw(env, "init(onFault) needs a function");
+  // Before uffd is set: createRegion, on another thread, may run as soon as it is.
+  count_filled_only = Napi::VersionManagement::GetNodeVersion(env)->major == 20;
   uffd = static_cast<int>(syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK));
   if (uffd < 0) return Throw(env, std::string("userfaultfd: ") + strerror(errno));
   struct uffdio_api api = {UFFD_API, 0, 0};
@@ -219,7 +221,6 @@ Napi::Value Init(const Napi::CallbackInfo& info) {
   have_wp = (api.features & UFFD_FEATURE_PAGEFAULT_FLAG_WP) != 0;
 #endif
   have_poison = (api.features & UFFD_FEATURE_POISON) != 0;
-  count_filled_only = Napi::VersionManagement::GetNodeVersion(env)->major == 20;
   on_fault = Napi::ThreadSafeFunction::New(env, info[0].As<Napi::Function>(), "odb-lazy-faults", 0, 1);
   // It does not keep the thread's loop alive: the agent's store does, as long as it runs.
   on_fault.Unref(env);
